@@ -1,0 +1,1 @@
+"""The runtime: network, partitioning, optimizer, trainer, decoding, checkpoint formats."""
