@@ -29,7 +29,7 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     # libtpu for Cloud TPU VMs; set JAX_PLATFORMS=cpu on machines without a TPU.
     "tpu": ["jax[tpu]==0.10.2"],
-    "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "ruff==0.17.6"],
+    "test": ["pytest==9.2.0", "pytest-xdist==3.8.0", "ruff==0.17.6", "seqeval==1.2.2"],
     # Reference implementation for checkpoint parity tests; never a runtime dependency.
     "hf": ["torch==2.13.0", "transformers==5.23.0"],
 }
