@@ -1,0 +1,274 @@
+"""Decode or score every example of one seqio task split, write JSONL predictions and metrics.
+
+The split is read once, unshuffled and unpacked (`EncDecFeatureConverter(pack=False)`), in
+fixed-size batches; the last batch is padded with zero rows, which are computed and dropped, so
+every batch has the same shape and the same compiled function serves every batch, task and
+language with the same feature lengths and batch size (no hang or recompile on the last batch).
+
+Outputs in the task's output directory, each written atomically (temporary file + rename):
+- `predictions.jsonl`: one object per example in split order: `index`, the raw example's
+  JSON-representable features (`inputs_pretokenized`, `targets_pretokenized`, ids, answers,
+  ...), and `prediction` (decoded text) and `score` (the sequence's log-prob / brevity
+  penalty) in decode mode, or `score` (the target's log-likelihood) in score mode.
+- `metrics.json`: the task's seqio metric functions (`predict_metric_fns` in decode mode,
+  `score_metric_fns` in score mode) on the postprocessed targets and outputs, following
+  seqio's Evaluator conventions; written only when the task has such metric functions.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import numbers
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+import seqio
+import tensorflow as tf
+from etils import epath
+
+from train import inference
+
+MODES = ("decode", "score")
+PREDICTIONS_FILE = "predictions.jsonl"
+METRICS_FILE = "metrics.json"
+_TOKEN_FEATURES = ("inputs", "targets")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """What to run on a split. `feature_lengths` fix the shapes: {'inputs': n, 'targets': m};
+    `targets` is also the decode length."""
+
+    feature_lengths: Mapping[str, int]
+    split: str = "validation"
+    mode: str = "decode"
+    batch_size: int = 32
+    beam_size: int = 1
+    alpha: float = 0.6
+    max_examples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r}: expected one of {MODES}")
+        if set(self.feature_lengths) != set(_TOKEN_FEATURES):
+            raise ValueError(f"feature_lengths={dict(self.feature_lengths)}: expected exactly "
+                             "the keys 'inputs' and 'targets'")
+        for key, value in self.feature_lengths.items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"feature_lengths[{key!r}]={value!r}: expected a positive int")
+        for name in ("batch_size", "beam_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: expected >= 1")
+        if self.max_examples is not None and self.max_examples < 1:
+            raise ValueError(f"max_examples={self.max_examples}: expected >= 1 or None")
+
+
+def parse_feature_lengths(text: str) -> dict[str, int]:
+    """'inputs=1024,targets=128' -> {'inputs': 1024, 'targets': 128}."""
+    out = {}
+    for part in text.split(","):
+        key, sep, value = part.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            out[key.strip()] = int(value)
+        except ValueError:
+            raise ValueError(f"--feature_lengths={text!r}: expected inputs=N,targets=M") from None
+    return out
+
+
+# ----------------------------------------------------------------------------------- model fns
+
+BatchFn = Callable[[Any, Mapping[str, np.ndarray]], dict[str, jax.Array]]
+
+
+def make_batch_fn(model: nn.Module, settings: EvalSettings) -> BatchFn:
+    """The jitted per-batch function of the mode; reuse it across tasks to compile once."""
+    if settings.mode == "score":
+        score = functools.partial(inference.score_batch, model)
+        return jax.jit(lambda params, batch: {"score": score(params, batch)})
+    predict = functools.partial(
+        inference.predict_batch, model, max_decode_len=settings.feature_lengths["targets"],
+        beam_size=settings.beam_size, alpha=settings.alpha, return_scores=True)
+
+    def decode(params, batch):
+        tokens, scores = predict(params, batch)
+        return {"tokens": tokens, "score": scores}
+
+    return jax.jit(decode)
+
+
+# ----------------------------------------------------------------------------------- data
+
+def _model_features(mode: str) -> tuple[str, ...]:
+    if mode == "decode":
+        return ("encoder_input_tokens",)
+    return ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
+            "decoder_loss_weights")
+
+
+def read_split(task: seqio.Task, settings: EvalSettings) -> tuple[list[dict], tf.data.Dataset]:
+    """(raw examples in split order, their model features batched by batch_size)."""
+    if settings.split not in task.splits:
+        raise ValueError(f"task {task.name!r} has no split {settings.split!r} "
+                         f"(splits: {list(task.splits)})")
+    ds = task.get_dataset(sequence_length=dict(settings.feature_lengths), split=settings.split,
+                          shuffle=False, num_epochs=1, seed=None)
+    if settings.max_examples is not None:
+        ds = ds.take(settings.max_examples)
+    examples = list(ds.as_numpy_iterator())
+    if not examples:
+        raise ValueError(f"split {settings.split!r} of task {task.name!r} has no examples")
+    keys = _model_features(settings.mode)
+    converted = seqio.EncDecFeatureConverter(pack=False)(ds, dict(settings.feature_lengths))
+    converted = converted.map(lambda ex: {k: ex[k] for k in keys})
+    return examples, converted.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def padded_batches(batches: tf.data.Dataset, batch_size: int
+                   ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+    """(batch padded to batch_size with zero rows, number of real rows)."""
+    for batch in batches.as_numpy_iterator():
+        n = next(iter(batch.values())).shape[0]
+        if n < batch_size:
+            batch = {k: np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
+                     for k, v in batch.items()}
+        yield batch, n
+
+
+def run_batches(batch_fn: BatchFn, params: Any, batches: tf.data.Dataset,
+                batch_size: int) -> dict[str, np.ndarray]:
+    """Outputs of every real row, concatenated. Batch i+1 is dispatched before batch i's
+    outputs are fetched, so the host never waits on the device between batches."""
+    collected: dict[str, list[np.ndarray]] = {}
+    pending = None
+
+    def fetch(outputs, n):
+        for key, value in outputs.items():
+            collected.setdefault(key, []).append(np.asarray(value)[:n])
+
+    for batch, n in padded_batches(batches, batch_size):
+        outputs = batch_fn(params, batch)
+        if pending is not None:
+            fetch(*pending)
+        pending = (outputs, n)
+    if pending is not None:
+        fetch(*pending)
+    return {k: np.concatenate(v) for k, v in collected.items()}
+
+
+# ----------------------------------------------------------------------------------- outputs
+
+def _jsonable(value: Any) -> Any:
+    """numpy / bytes -> JSON values; None for what has no JSON form."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, np.ndarray):
+        return [_jsonable(v) for v in value.tolist()] if value.ndim else _jsonable(value.item())
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if isinstance(value, str) or value is None:
+        return value
+    return None
+
+
+def _metric_value(value: Any) -> Any:
+    """seqio metric values may be plain numbers or seqio.metrics.Scalar-like objects."""
+    value = getattr(value, "value", value)
+    return _jsonable(np.asarray(value) if isinstance(value, np.generic) else value)
+
+
+def atomic_write_text(path: epath.Path, text: str) -> None:
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def example_records(examples: list[dict], outputs: Mapping[str, np.ndarray],
+                    predictions: list[str] | None) -> list[dict]:
+    records = []
+    for i, ex in enumerate(examples):
+        record: dict[str, Any] = {"index": i}
+        for key, value in ex.items():
+            if key not in _TOKEN_FEATURES:
+                record[key] = _jsonable(value)
+        if predictions is not None:
+            record["prediction"] = predictions[i]
+        record["score"] = float(outputs["score"][i])
+        records.append(record)
+    return records
+
+
+def compute_metrics(task: seqio.Task, examples: list[dict], mode: str,
+                    predictions: list[str] | None, scores: np.ndarray) -> dict[str, Any]:
+    """seqio Evaluator conventions: postprocessed targets and predictions (or raw scores)."""
+    metric_fns = task.predict_metric_fns if mode == "decode" else task.score_metric_fns
+    if not metric_fns:
+        return {}
+    vocab = task.output_features["targets"].vocabulary
+    targets = []
+    for ex in examples:
+        target = ex.get("targets_pretokenized")
+        if target is None:
+            target = vocab.decode([int(t) for t in ex["targets"]])
+        if isinstance(target, bytes):
+            target = target.decode("utf-8")
+        targets.append(task.postprocess_fn(target, example=ex, is_target=True))
+    if mode == "decode":
+        outputs = [task.postprocess_fn(p, example=ex, is_target=False)
+                   for ex, p in zip(examples, predictions)]
+    else:
+        outputs = [float(s) for s in scores]
+    results: dict[str, Any] = {}
+    for fn in metric_fns:
+        values = fn(targets, outputs)
+        if not isinstance(values, Mapping):
+            raise ValueError(f"task {task.name!r}: metric {getattr(fn, '__name__', fn)} "
+                             f"returned {type(values).__name__}, expected a dict")
+        results.update({k: _metric_value(v) for k, v in values.items()})
+    return results
+
+
+def evaluate_task(task_name: str, params: Any, batch_fn: BatchFn, settings: EvalSettings,
+                  output_dir: str, extra_info: Mapping[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """Run one task split and write its outputs; returns the metrics (possibly empty)."""
+    task = seqio.get_mixture_or_task(task_name)
+    if not isinstance(task, seqio.Task):
+        raise ValueError(f"{task_name!r} is a mixture; evaluate its tasks one by one "
+                         "(`eval.__main__` does)")
+    examples, batches = read_split(task, settings)
+    outputs = run_batches(batch_fn, params, batches, settings.batch_size)
+    n = outputs["score"].shape[0]
+    if n != len(examples):
+        raise RuntimeError(f"task {task_name!r}: {n} model outputs for {len(examples)} "
+                           "examples (the feature converter dropped or added rows)")
+    predictions = None
+    if settings.mode == "decode":
+        vocab = task.output_features["targets"].vocabulary
+        predictions = [vocab.decode(row.tolist()) for row in outputs["tokens"]]
+
+    out = epath.Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    records = example_records(examples, outputs, predictions)
+    atomic_write_text(out / PREDICTIONS_FILE,
+                      "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    metrics = compute_metrics(task, examples, settings.mode, predictions, outputs["score"])
+    if metrics:
+        summary = {"task": task_name, "split": settings.split, "mode": settings.mode,
+                   "num_examples": len(examples), "beam_size": settings.beam_size,
+                   "alpha": settings.alpha, "feature_lengths": dict(settings.feature_lengths),
+                   **dict(extra_info or {}), "metrics": metrics}
+        atomic_write_text(out / METRICS_FILE, json.dumps(summary, indent=1) + "\n")
+    return metrics
