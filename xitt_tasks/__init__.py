@@ -1,0 +1,42 @@
+"""seqio tasks and mixtures of the study; importing this package registers all of them.
+
+Names (see README.md): `xitt.inter.<task>` intermediate tasks and `xitt.inter.multitask`;
+`xitt.<target>.train.<name>` training tasks, `xitt.<target>.<lang>` evaluation tasks,
+`xitt.<target>.all_langs` and `xitt.<target>.zeroshot` mixtures; `.rank` variants of
+multiple-choice tasks.
+"""
+import seqio
+
+from xitt_tasks import (
+    intermediate,
+    languages,
+    targets_classification,
+    targets_qa,
+    targets_retrieval,
+    targets_structured,
+)
+
+TARGETS = ("xnli", "xcopa", "udpos", "wikiann", "xquad", "mlqa", "tydiqa", "mewslix", "lareqa",
+           "tatoeba")
+
+
+def register_all() -> None:
+    """(Re)register every task and mixture; importing the package already did this once."""
+    intermediate.register()
+    targets_classification.register()
+    targets_structured.register()
+    targets_qa.register()
+    targets_retrieval.register()
+
+
+def eval_task_name(target: str, lang: str) -> str:
+    """`xitt.<target>.<lang>`, after checking `lang` is one of the target's languages."""
+    languages.check_language(target, lang)
+    return f"xitt.{target}.{lang}"
+
+
+def eval_task(target: str, lang: str) -> seqio.Task:
+    return seqio.get_mixture_or_task(eval_task_name(target, lang))
+
+
+register_all()

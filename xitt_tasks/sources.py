@@ -1,0 +1,149 @@
+"""Data sources: benchmark files under a data root, or pinned TFDS builders.
+
+Every source yields *canonical raw examples* of one format family (`formats.SCHEMAS`), so a
+task's preprocessors do not depend on where the data came from.
+
+Settings, read when a dataset is created (not at import), so one process can switch:
+  XITT_DATA_DIR  root of the files, laid out like the XTREME `download/` tree plus the original
+                 intermediate-task releases; default: the sample shipped in xitt_tasks/data/sample.
+  XITT_SOURCE    `files` (default) or `tfds`: where a task that has a pinned TFDS builder reads
+                 from. Tasks with no builder always read files. TFDS sources are read-only: they
+                 never download or build (run `tfds build` yourself; TFDS_DATA_DIR locates it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import seqio
+import tensorflow as tf
+
+from xitt_tasks import formats
+
+DATA_DIR_ENV = "XITT_DATA_DIR"
+SOURCE_ENV = "XITT_SOURCE"
+SOURCE_KINDS = ("files", "tfds")
+SAMPLE_ROOT = Path(__file__).resolve().parent / "data" / "sample"
+
+# read(paths) -> iterator of canonical raw examples (plain Python values).
+Reader = Callable[[Sequence[Path]], Iterator[dict[str, Any]]]
+# adapt(tfds example) -> canonical raw example (tf tensors).
+Adapter = Callable[[Mapping[str, Any]], dict[str, tf.Tensor]]
+
+
+def data_root() -> Path:
+    """The root of the data files: $XITT_DATA_DIR, else the shipped sample."""
+    return Path(os.environ.get(DATA_DIR_ENV) or SAMPLE_ROOT)
+
+
+def source_kind() -> str:
+    kind = os.environ.get(SOURCE_ENV) or "files"
+    if kind not in SOURCE_KINDS:
+        raise ValueError(f"{SOURCE_ENV}={kind!r}; expected one of {SOURCE_KINDS}")
+    return kind
+
+
+@dataclasses.dataclass(frozen=True)
+class TfdsSpec:
+    """A pinned TFDS builder (`name/config:version`) and how its examples map to the schema."""
+    name: str
+    splits: Mapping[str, str]
+    adapt: Adapter
+    keep: Callable[[Mapping[str, tf.Tensor]], tf.Tensor] | None = None
+
+    def __post_init__(self) -> None:
+        if ":" not in self.name:
+            raise ValueError(f"TFDS builder {self.name!r} must pin a version (name:X.Y.Z)")
+
+
+class XittSource(seqio.DataSource):
+    """Files under the data root (default) or a pinned TFDS builder, chosen at dataset creation.
+
+    `files` maps each split to the relative path(s) its reader needs. `kind` forces `files` or
+    `tfds` for this source; None follows $XITT_SOURCE.
+    """
+
+    def __init__(self, family: str, files: Mapping[str, str | Sequence[str]], read: Reader,
+                 tfds: TfdsSpec | None = None, kind: str | None = None):
+        if family not in formats.SCHEMAS:
+            raise ValueError(
+                f"unknown format family {family!r}; expected {sorted(formats.SCHEMAS)}")
+        if tfds is not None and set(tfds.splits) != set(files):
+            raise ValueError(f"TFDS splits {sorted(tfds.splits)} != file splits {sorted(files)}")
+        if kind is not None and kind not in SOURCE_KINDS:
+            raise ValueError(f"kind={kind!r}; expected one of {SOURCE_KINDS} or None")
+        self.family = family
+        self.files = {s: (p,) if isinstance(p, str) else tuple(p) for s, p in files.items()}
+        self.read = read
+        self.tfds = tfds
+        self.kind = kind
+        super().__init__(splits=tuple(files), caching_permitted=True)
+
+    @property
+    def supports_arbitrary_sharding(self) -> bool:
+        return False
+
+    def list_shards(self, split: str) -> Sequence[str]:
+        return [split]
+
+    def resolved_kind(self) -> str:
+        kind = self.kind or source_kind()
+        return "tfds" if kind == "tfds" and self.tfds is not None else "files"
+
+    def paths(self, split: str) -> list[Path]:
+        """The files of `split` under the current data root; FileNotFoundError if one is missing."""
+        if split not in self.files:
+            raise ValueError(f"unknown split {split!r}; this source has {list(self.files)}")
+        root = data_root()
+        paths = [root / rel for rel in self.files[split]]
+        for path in paths:
+            if not path.exists():
+                raise FileNotFoundError(
+                    2, f"expected data file not found: {path} (data root {root}, set by "
+                    f"${DATA_DIR_ENV}; layout in xitt_tasks/data/sample/README.md)", str(path))
+        return paths
+
+    def get_dataset(self, split: str = "train", shuffle: bool = True, seed: int | None = None,
+                    shard_info: seqio.ShardInfo | None = None, *, sequence_length=None,
+                    use_cached: bool = False, num_epochs: int | None = 1) -> tf.data.Dataset:
+        del sequence_length, use_cached, num_epochs
+        if self.resolved_kind() == "tfds":
+            ds = self._tfds_dataset(split, shuffle, seed)
+        else:
+            paths = self.paths(split)
+            ds = tf.data.Dataset.from_generator(
+                functools.partial(self.read, paths),
+                output_signature=formats.SCHEMAS[self.family])
+        if shard_info and shard_info.num_shards > 1:
+            ds = ds.shard(shard_info.num_shards, shard_info.index)
+        return ds
+
+    def _tfds_dataset(self, split: str, shuffle: bool, seed: int | None) -> tf.data.Dataset:
+        assert self.tfds is not None
+        if split not in self.tfds.splits:
+            raise ValueError(f"unknown split {split!r}; this source has {list(self.tfds.splits)}")
+        source = seqio.TfdsDataSource(self.tfds.name, splits=dict(self.tfds.splits),
+                                      read_only=True)
+        ds = source.get_dataset(split, shuffle=shuffle, seed=seed)
+        if self.tfds.keep is not None:
+            ds = ds.filter(self.tfds.keep)
+        schema = formats.SCHEMAS[self.family]
+
+        def adapt(ex: Mapping[str, Any]) -> dict[str, tf.Tensor]:
+            out = self.tfds.adapt(ex)
+            return {k: tf.ensure_shape(tf.cast(out[k], spec.dtype), spec.shape)
+                    for k, spec in schema.items()}
+
+        return ds.map(adapt, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def count(self, split: str) -> int:
+        """Number of raw examples in `split` (iterates the data; meant for small data)."""
+        return int(self.get_dataset(split, shuffle=False).reduce(0, lambda n, _: n + 1))
+
+    def __repr__(self) -> str:
+        tfds_name = self.tfds.name if self.tfds else None
+        return f"XittSource(family={self.family}, files={self.files}, tfds={tfds_name})"
