@@ -204,7 +204,7 @@ def _nli(s: Sample) -> None:
             recs = []
             for i in range(n):
                 a, b, c = nli_pair(ENGLISH, rng)
-                recs.append({"uid": f"r{r}-{split}-{i}", "premise": s.t(a), "hypothesis": s.t(b),
+                recs.append({"uid": f"r{r}-{split}-{i}", "context": s.t(a), "hypothesis": s.t(b),
                              "label": c[0], "reason": ""})
             s.jsonl(f"anli/R{r}/{split}.jsonl", recs)
 
