@@ -1,0 +1,102 @@
+"""Gin at the entry point only (t5x style): parse files and `--gin.NAME=VALUE` bindings, import
+the module that registers the seqio tasks, and write the operative config next to the run.
+
+The library never imports gin; `.gin` files bind `trainer.train` and the constructors handed
+to it through `from __gin__ import dynamic_registration`.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+import gin
+import jax
+from etils import epath
+
+TASK_MODULE_MACRO = "MIXTURE_OR_TASK_MODULE"
+CONFIG_FILE = "config.gin"
+
+
+def split_gin_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """t5x's `--gin.NAME=VALUE` flags -> gin binding strings `NAME = VALUE`; other args kept."""
+    bindings, rest = [], []
+    for arg in argv:
+        if arg.startswith("--gin."):
+            name, sep, value = arg[len("--gin."):].partition("=")
+            if not sep or not name:
+                raise ValueError(f"{arg!r}: expected --gin.NAME=VALUE")
+            bindings.append(f"{name} = {value}")
+        else:
+            rest.append(arg)
+    return bindings, rest
+
+
+def parse(gin_files: Sequence[str], bindings: Sequence[str],
+          search_paths: Sequence[str] = (".",)) -> None:
+    """Parse without finalizing (task modules are imported before `finalize`)."""
+    for path in search_paths:
+        gin.add_config_file_search_path(path)
+    for f in gin_files:
+        if not any(epath.Path(p, f).exists() for p in search_paths) and \
+                not epath.Path(f).exists():
+            raise FileNotFoundError(f"--gin_file={f}: no such file (searched {list(search_paths)})")
+    try:
+        gin.parse_config_files_and_bindings(list(gin_files), list(bindings),
+                                            finalize_config=False)
+    except ValueError as e:
+        message = str(e)
+        if "No configurable matching" in message or "has no parameter" in message \
+                or "doesn't have a parameter" in message:
+            message += ("\n(Unknown gin binding. Check the spelling, and that the .gin file "
+                        "imports its module with `from __gin__ import dynamic_registration` "
+                        "and `from train import ...`.)")
+        raise ValueError(message) from None
+
+
+def task_modules(extra: Sequence[str] = ()) -> list[str]:
+    """Modules to import: `--mixture_or_task_module` flags plus the MIXTURE_OR_TASK_MODULE
+    macro (a module name, a list of them, or None)."""
+    modules = list(extra)
+    try:
+        value = gin.query_parameter(f"%{TASK_MODULE_MACRO}")
+    except ValueError:
+        value = None
+    if isinstance(value, str):
+        modules.append(value)
+    elif value is not None:
+        modules.extend(value)
+    return modules
+
+
+def import_modules(modules: Sequence[str]) -> None:
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            raise ImportError(f"{TASK_MODULE_MACRO}={name!r}: cannot import it ({e})") from e
+
+
+def finalize() -> None:
+    try:
+        gin.finalize()
+    except ValueError as e:
+        message = str(e)
+        if "gin.REQUIRED" in message:
+            message += ("\n(A required value is unset: pass it as --gin.NAME=VALUE, strings "
+                        "quoted, e.g. --gin.MODEL_DIR=\"'/tmp/run'\".)")
+        raise ValueError(message) from None
+
+
+def write_config(model_dir: str, modules: Sequence[str] = ()) -> None:
+    """The operative config (what the run actually used), atomically, on process 0."""
+    if jax.process_index() != 0:
+        return
+    directory = epath.Path(model_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (CONFIG_FILE + ".tmp")
+    text = gin.operative_config_str()
+    if modules:
+        text += (f"\n# Imported to register the seqio tasks:\n"
+                 f"{TASK_MODULE_MACRO} = {list(modules)!r}\n")
+    tmp.write_text(text)
+    tmp.replace(directory / CONFIG_FILE)

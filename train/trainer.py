@@ -1,0 +1,343 @@
+"""Fine-tune (or train from scratch) an mT5 model on a seqio task or mixture.
+
+One function, `train`, in sections: mesh -> input -> state layout -> init or resume -> jit ->
+loop (log, validate, checkpoint). Plain typed Python; gin binds it in `train/__main__.py`.
+
+Steps are absolute, as in t5x: a run started from a pretrained `checkpoint_1000000` counts on
+from 1,000,000, and `train_steps` is the step to stop at. Where the run started (and whether
+the pretrained Adafactor statistics were restored or reset) is written once to
+`<model_dir>/train_origin.json` and read back on resume.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from etils import epath
+from jax.sharding import Mesh
+
+from train import (
+    checkpoints,
+    input_pipeline,
+    network,
+    objectives,
+    optimizer,
+    partitioning,
+    summaries,
+    train_state,
+    train_step,
+)
+from train.config import MT5Config
+from train.formats import result as formats_result
+from train.formats import t5x_legacy, t5x_orbax
+
+ORIGIN_FILE = "train_origin.json"
+Schedule = Callable[[jax.Array], jax.Array]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced NaN or inf; the run stops and that state is never checkpointed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    step: int
+    train_metrics: dict[str, float]
+    eval_metrics: dict[str, float] | None
+    checkpoint_steps: list[int]
+
+
+# ------------------------------------------------------------------------------ bookkeeping
+
+def _write_json(path: epath.Path, value: Mapping[str, Any]) -> None:
+    if jax.process_index() != 0:
+        return
+    tmp = path.parent / (path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def _read_origin(model_dir: str) -> dict[str, Any]:
+    f = epath.Path(model_dir) / ORIGIN_FILE
+    if not f.exists():
+        return {"init_checkpoint": None, "optimizer_state": None, "start_step": 0,
+                "decay_step_offset": 0}
+    try:
+        return json.loads(f.read_text())
+    except ValueError as e:
+        raise ValueError(f"{f}: not valid JSON ({e})") from None
+
+
+def _make_mesh(mesh: Mesh | None, num_partitions: int | None,
+               model_parallel_submesh: Sequence[int] | None, data_axis_size: int | None,
+               model_axis_size: int | None, devices: Sequence[Any] | None) -> Mesh:
+    if mesh is not None:
+        if tuple(mesh.axis_names) != partitioning.MESH_AXES:
+            raise ValueError(f"mesh axes {mesh.axis_names}: expected {partitioning.MESH_AXES}")
+        return mesh
+    return partitioning.create_mesh(
+        num_partitions=num_partitions, model_parallel_submesh=model_parallel_submesh,
+        data_axis_size=data_axis_size, model_axis_size=model_axis_size, devices=devices)
+
+
+def _read_init_checkpoint(path: str, layout: train_state.StateLayout,
+                          optimizer_state: str) -> formats_result.LoadedCheckpoint:
+    """A pretrained t5x checkpoint (legacy msgpack or Orbax) into the checkpoint layout."""
+    target = layout.checkpoint_abstract["target"]
+    state_target = layout.checkpoint_abstract["state"]["param_states"]
+    reader = (t5x_legacy.read_t5x_legacy if epath.Path(path, "checkpoint").exists()
+              else t5x_orbax.read_t5x_orbax)
+    return reader(path, target, optimizer_state=optimizer_state, state_target=state_target)
+
+
+# ------------------------------------------------------------------------------ train
+
+def train(
+    *,
+    model_dir: str,
+    mixture_or_task_name: str,
+    task_feature_lengths: Mapping[str, int],
+    model_config: MT5Config,
+    train_steps: int,
+    batch_size: int,
+    learning_rate: float | Schedule = 1e-3,
+    adafactor: optimizer.AdafactorConfig | None = None,
+    mesh: Mesh | None = None,
+    num_partitions: int | None = None,
+    model_parallel_submesh: Sequence[int] | None = None,
+    data_axis_size: int | None = None,
+    model_axis_size: int | None = None,
+    devices: Sequence[Any] | None = None,
+    parameter_partitioning: str = "1d",
+    activation_partitioning_dims: int = 1,
+    num_microbatches: int = 1,
+    seed: int = 0,
+    shuffle: bool = True,
+    pack: bool = True,
+    use_cached: bool = False,
+    label_smoothing: float = 0.0,
+    z_loss: float = 1e-4,
+    loss_normalizing_factor: float | str | None = None,
+    init_checkpoint: str | None = None,
+    init_optimizer_state: str = "restore",
+    save_every: int = 200,
+    keep_checkpoints: int = 3,
+    eval_every: int | None = None,
+    eval_split: str | None = "validation",
+    eval_steps: int | None = None,
+    eval_mixture_or_task_name: str | None = None,
+    best_metric: str = "loss",
+    best_mode: str = "min",
+    log_every: int = 10,
+    peak_flops: float | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train until step `train_steps`, resuming from `model_dir` when it holds a checkpoint.
+
+    Otherwise start from `init_checkpoint` (a t5x `checkpoint_<step>` directory, legacy or
+    Orbax; `init_optimizer_state` 'restore' or 'reset' its Adafactor statistics) or from a
+    random init. Every `eval_every` steps (default: `save_every`) the validation loss (token
+    cross-entropy) and accuracy are computed on `eval_split`; checkpoints are written every
+    `save_every` steps and at the end, keeping the last `keep_checkpoints` and the best by
+    `best_metric` ('loss' or 'accuracy', `best_mode` 'min'/'max'). `on_start(model_dir)` is
+    called once the state is ready (the entry point writes its config there).
+
+    NaN/inf: each step sets a device-side flag; it is read at every log, validation and
+    checkpoint step, and a set flag stops the run with `NonFiniteLossError` naming the first
+    bad step, before any checkpoint of it is written.
+    """
+    for name, value in (("train_steps", train_steps), ("save_every", save_every),
+                        ("log_every", log_every), ("num_microbatches", num_microbatches)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r}: expected a positive int")
+    if batch_size % num_microbatches:
+        raise ValueError(f"batch_size={batch_size} is not divisible by "
+                         f"num_microbatches={num_microbatches}")
+    formats_result.check_choice(init_optimizer_state)
+    eval_every = save_every if eval_every is None else eval_every
+    adafactor = adafactor or optimizer.AdafactorConfig()
+    model_dir = os.fspath(model_dir)
+
+    # ---- mesh and state layout ----------------------------------------------------------
+    mesh = _make_mesh(mesh, num_partitions, model_parallel_submesh, data_axis_size,
+                      model_axis_size, devices)
+    rules = partitioning.standard_logical_axis_rules(parameter_partitioning,
+                                                     activation_partitioning_dims)
+    input_pipeline.host_batch_size(batch_size, mesh)  # fail early on an uneven batch
+    if eval_split:
+        input_pipeline.check_split(eval_mixture_or_task_name or mixture_or_task_name,
+                                   eval_split)
+
+    # ---- where the run starts ----------------------------------------------------------
+    resume_step = checkpoints.latest_step(model_dir)
+    origin = _read_origin(model_dir)
+    loaded = None
+    # Shapes and shardings do not depend on the Adafactor step offset chosen below.
+    layout = train_state.state_layout(model_config, mesh, rules, adafactor)
+    if resume_step is None and init_checkpoint is not None:
+        loaded = _read_init_checkpoint(init_checkpoint, layout, init_optimizer_state)
+        origin = {"init_checkpoint": os.fspath(init_checkpoint), "format": loaded.format,
+                  "optimizer_state": loaded.optimizer_state, "start_step": loaded.step,
+                  "decay_step_offset": loaded.decay_step_offset}
+    if adafactor.step_offset == 0 and origin["decay_step_offset"]:
+        adafactor = dataclasses.replace(adafactor, step_offset=origin["decay_step_offset"])
+    tx = optimizer.adafactor(learning_rate, layout.param_axes, adafactor)
+    schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
+
+    model = network.Transformer(model_config)
+    loss_fn = objectives.seq2seq_loss_fn(model, label_smoothing=label_smoothing, z_loss=z_loss,
+                                         loss_normalizing_factor=loss_normalizing_factor)
+    eval_loss_fn = objectives.seq2seq_loss_fn(
+        model, z_loss=0.0, loss_normalizing_factor=objectives.NUM_REAL_TARGET_TOKENS)
+    replicated = partitioning.replicated(mesh)
+    batch_sharding = input_pipeline.batch_sharding(mesh)
+
+    def jit_in_mesh(fn, **kw):
+        jitted = jax.jit(fn, **kw)
+
+        def call(*args):
+            with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+                return jitted(*args)
+        return call
+
+    to_state = (jit_in_mesh(lambda t: train_state.from_checkpoint(t, model_config),
+                            out_shardings=layout.shardings)
+                if model_config.scan_layers else
+                (lambda t: train_state.from_checkpoint(t, model_config)))
+    to_tree = (jit_in_mesh(lambda s: train_state.to_checkpoint(s, model_config),
+                           out_shardings=layout.checkpoint_shardings)
+               if model_config.scan_layers else
+               (lambda s: train_state.to_checkpoint(s, model_config)))
+
+    # ---- init or resume -----------------------------------------------------------------
+    init_rng, dropout_rng = jax.random.split(jax.random.key(seed))
+    if resume_step is not None:
+        tree = checkpoints.restore_tree(checkpoints.checkpoint_path(model_dir, resume_step),
+                                        layout.checkpoint_abstract)
+        state = to_state(tree)
+        _log(f"resumed from {checkpoints.checkpoint_path(model_dir, resume_step)}")
+    elif loaded is not None:
+        step = jnp.asarray(loaded.step, jnp.int32)
+        slots = loaded.param_states
+        if slots is None:  # reset: Adafactor starts from zero statistics
+            slots = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype, device=a.sharding),
+                                 layout.checkpoint_abstract["state"]["param_states"])
+        state = to_state({"target": loaded.params,
+                          "state": {"step": step, "param_states": slots}})
+        state = jax.device_put(state, layout.shardings)
+        _log(f"initialised from {loaded.path} ({loaded.format}, step {loaded.step}, "
+             f"optimizer state {loaded.optimizer_state})")
+    else:
+        def init(rng):
+            params = network.init_params(model_config, rng, 2, 2)
+            return train_state.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+        state = jit_in_mesh(init, out_shardings=layout.shardings)(init_rng)
+    if resume_step is None:
+        epath.Path(model_dir).mkdir(parents=True, exist_ok=True)
+        _write_json(epath.Path(model_dir) / ORIGIN_FILE, origin)
+    if on_start is not None:
+        on_start(model_dir)
+
+    # ---- compiled steps -----------------------------------------------------------------
+    step_fn = train_step.make_train_step(loss_fn, tx, num_microbatches)
+
+    def step_and_flag(state, batch, rng, first_bad):
+        step = state.step
+        state, metrics = step_fn(state, batch, rng)
+        first_bad = jnp.where((first_bad < 0) & (metrics["nonfinite"] > 0), step, first_bad)
+        return state, metrics, first_bad
+
+    run_step = jit_in_mesh(step_and_flag,
+                           in_shardings=(layout.shardings, batch_sharding, replicated, replicated),
+                           out_shardings=(layout.shardings, replicated, replicated),
+                           donate_argnums=(0,))
+    eval_metrics_fn = train_step.make_eval_step(eval_loss_fn)
+
+    def eval_sums(params, batch):
+        m = eval_metrics_fn(params, batch)
+        return {"loss_sum": m["loss"] * m["loss_normalizer"], "tokens": m["loss_normalizer"],
+                "accuracy_numerator": m["accuracy_numerator"],
+                "accuracy_denominator": m["accuracy_denominator"]}
+
+    run_eval = jit_in_mesh(eval_sums, in_shardings=(layout.shardings.params, batch_sharding),
+                           out_shardings=replicated)
+
+    # ---- data, summaries, checkpoints ---------------------------------------------------
+    start = int(state.step)
+    data_cfg = input_pipeline.DatasetConfig(
+        mixture_or_task_name, task_feature_lengths, "train", batch_size, shuffle=shuffle,
+        seed=seed, pack=pack, use_cached=use_cached)
+    eval_cfg = dataclasses.replace(
+        data_cfg, mixture_or_task_name=eval_mixture_or_task_name or mixture_or_task_name,
+        split=eval_split or "", shuffle=False)
+    ckpts = checkpoints.Checkpoints(model_dir, keep=keep_checkpoints, best_metric=best_metric,
+                                    best_mode=best_mode)
+    encoder_params, decoder_params = summaries.stack_param_counts(
+        layout.checkpoint_abstract["target"])
+    logger = summaries.TrainSummaries(
+        model_dir, log_every=log_every, encoder_params=encoder_params,
+        decoder_params=decoder_params, num_devices=mesh.size,
+        device_kind=mesh.devices.flat[0].device_kind, peak_flops=peak_flops)
+
+    def evaluate(params) -> dict[str, float]:
+        totals = None
+        for batch in input_pipeline.eval_iterator(eval_cfg, mesh, eval_steps):
+            sums = run_eval(params, batch)
+            totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+        host = {k: float(v) for k, v in jax.device_get(totals).items()}
+        return {"loss": host["loss_sum"] / max(host["tokens"], 1.0),
+                "accuracy": host["accuracy_numerator"] / max(host["accuracy_denominator"], 1.0)}
+
+    def check_finite(first_bad) -> None:
+        bad = int(first_bad)
+        if bad >= 0:
+            last = checkpoints.latest_step(model_dir)
+            raise NonFiniteLossError(
+                f"training stopped: non-finite loss or gradient in the train step at step "
+                f"{bad} (the update from step {bad} to {bad + 1}); no checkpoint was written "
+                f"after it. Last checkpoint: "
+                f"{'none' if last is None else checkpoints.checkpoint_path(model_dir, last)}.")
+
+    # ---- loop ---------------------------------------------------------------------------
+    train_scalars: dict[str, float] = {}
+    eval_scalars: dict[str, float] | None = None
+    if start >= train_steps:
+        _log(f"step {start} >= train_steps {train_steps}: nothing to train")
+    else:
+        first_bad = jax.device_put(jnp.asarray(-1, jnp.int32), replicated)
+        batches = input_pipeline.train_iterator(data_cfg, mesh,
+                                                start_step=start - int(origin["start_step"]))
+        try:
+            for step in range(start + 1, train_steps + 1):
+                state, metrics, first_bad = run_step(state, next(batches), dropout_rng,
+                                                     first_bad)
+                due_eval = bool(eval_split) and eval_every > 0 and step % eval_every == 0
+                due_save = step % save_every == 0 or step == train_steps
+                lr = float(schedule(step - 1)) if step % log_every == 0 else None
+                scalars = logger.add(step, metrics, lr)
+                if scalars is not None or due_eval or due_save:
+                    check_finite(first_bad)
+                    train_scalars = scalars or train_scalars
+                step_eval = None
+                with logger.paused():
+                    if due_eval:
+                        step_eval = eval_scalars = evaluate(state.params)
+                        logger.write_eval(step, eval_scalars)
+                    if due_save:
+                        ckpts.save(step, to_tree(state), metrics=step_eval)
+        finally:
+            logger.close()
+    return TrainResult(step=int(state.step), train_metrics=train_scalars,
+                       eval_metrics=eval_scalars,
+                       checkpoint_steps=checkpoints.committed_steps(model_dir))
+
+
+def _log(message: str) -> None:
+    if jax.process_index() == 0:
+        print(message, flush=True)
