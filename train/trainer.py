@@ -24,6 +24,7 @@ from jax.sharding import Mesh
 
 from train import (
     checkpoints,
+    formats,
     input_pipeline,
     network,
     objectives,
@@ -35,7 +36,6 @@ from train import (
 )
 from train.config import MT5Config
 from train.formats import result as formats_result
-from train.formats import t5x_legacy, t5x_orbax
 
 ORIGIN_FILE = "train_origin.json"
 Schedule = Callable[[jax.Array], jax.Array]
@@ -88,12 +88,15 @@ def _make_mesh(mesh: Mesh | None, num_partitions: int | None,
 
 def _read_init_checkpoint(path: str, layout: train_state.StateLayout,
                           optimizer_state: str) -> formats_result.LoadedCheckpoint:
-    """A pretrained t5x checkpoint (legacy msgpack or Orbax) into the checkpoint layout."""
-    target = layout.checkpoint_abstract["target"]
-    state_target = layout.checkpoint_abstract["state"]["param_states"]
-    reader = (t5x_legacy.read_t5x_legacy if epath.Path(path, "checkpoint").exists()
-              else t5x_orbax.read_t5x_orbax)
-    return reader(path, target, optimizer_state=optimizer_state, state_target=state_target)
+    """A pretrained checkpoint (t5x legacy, t5x Orbax or Hugging Face) in the checkpoint layout."""
+    if "://" not in path and not epath.Path(path).exists():
+        raise FileNotFoundError(f"init_checkpoint {path}: no such directory; expected a t5x "
+                                "checkpoint_<step> directory or a Hugging Face model directory")
+    kwargs = {}
+    if formats.detect_format(path) != "huggingface":  # HF files hold no optimizer state
+        kwargs["state_target"] = layout.checkpoint_abstract["state"]["param_states"]
+    return formats.load_checkpoint(path, layout.checkpoint_abstract["target"],
+                                   optimizer_state=optimizer_state, **kwargs)
 
 
 # ------------------------------------------------------------------------------ train

@@ -4,9 +4,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gin
 import pytest
 
-import gin
 from train import inspect as inspect_cli
 
 REPO = Path(__file__).resolve().parents[2]

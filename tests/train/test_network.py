@@ -262,5 +262,6 @@ def test_runs_sharded_on_a_2x4_mesh_with_logical_rules(params):
         sharded = jax.device_put(params, shardings)
         batch = jax.device_put((enc, inp, tgt), NamedSharding(mesh, PartitionSpec("data")))
         logits = apply({"params": sharded}, *batch)
-    assert sharded["decoder"]["logits_dense"]["kernel"].sharding.spec == PartitionSpec(None, "model")
+    kernel = sharded["decoder"]["logits_dense"]["kernel"]
+    assert kernel.sharding.spec == PartitionSpec(None, "model")
     np.testing.assert_allclose(logits, expected, atol=1e-5)

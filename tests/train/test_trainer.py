@@ -175,6 +175,25 @@ def test_init_checkpoint_with_reset_optimizer_state_is_recorded(reference_run, t
     assert origin["start_step"] == 3 and origin["format"] == "t5x_orbax"
 
 
+def test_init_from_a_hugging_face_export(tmp_path):
+    # The trainer reads any supported format; HF files hold no optimizer state, so 'reset'.
+    from train.formats import huggingface
+
+    params = network.init_params(TINY, jax.random.key(7))
+    huggingface.write_huggingface(str(tmp_path / "hf"), params, TINY)
+    result = _train(tmp_path / "run", init_checkpoint=str(tmp_path / "hf"),
+                    init_optimizer_state="reset", train_steps=1, save_every=1)
+    origin = json.loads((tmp_path / "run" / trainer.ORIGIN_FILE).read_text())
+    assert origin["format"] == "huggingface" and origin["optimizer_state"] == "reset"
+    assert result.step == 1
+    # One Adafactor step with clipping moves each weight by a bounded relative amount, so the
+    # trained embedding stays close to the exported one and far from a fresh random init.
+    trained = _final_params(tmp_path / "run")["token_embedder"]["embedding"]
+    exported = np.asarray(params["token_embedder"]["embedding"])
+    fresh = np.asarray(network.init_params(TINY, jax.random.key(0))["token_embedder"]["embedding"])
+    assert np.abs(trained - exported).mean() < 0.2 * np.abs(fresh - exported).mean()
+
+
 def test_mesh_that_does_not_fit_the_devices(tmp_path):
     with pytest.raises(ValueError, match="mesh 4x4 needs 16 devices, have 8"):
         _train(tmp_path, devices=None, data_axis_size=4, model_axis_size=4)
