@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole pipeline that exists today, at toy scale on the CPU, on the shipped sample data:
 #   1. set up a virtual environment (skipped when .venv exists),
-#   2. intermediate-task training of a tiny mT5-shaped model on English MNLI,
+#   2. intermediate-task training of a tiny mT5-shaped model on English QQP,
 #   3. target-task training on XNLI's English training data, starting from phase 2's checkpoint,
 #   4. zero-shot decoding and scoring of every XNLI language from the final checkpoint.
 # Usage: bash scripts/cpu_pipeline.sh [WORK_DIR]   (default /tmp/xitt_cpu_pipeline)
@@ -26,8 +26,8 @@ run_train() {  # model_dir task steps [extra gin flags...]
     --gin.TRAIN_STEPS="$steps" --gin.SAVE_EVERY=20 "$@"
 }
 
-echo "== phase 1: intermediate task (xitt.inter.mnli), $INTER_STEPS steps"
-run_train "$WORK/inter" xitt.inter.mnli "$INTER_STEPS"
+echo "== phase 1: intermediate task (xitt.inter.qqp), $INTER_STEPS steps"
+run_train "$WORK/inter" xitt.inter.qqp "$INTER_STEPS"
 
 echo "== phase 2: target task (xitt.xnli.train.en) from the intermediate checkpoint"
 run_train "$WORK/target" xitt.xnli.train.en "$((INTER_STEPS + TARGET_STEPS))" \
@@ -36,7 +36,7 @@ run_train "$WORK/target" xitt.xnli.train.en "$((INTER_STEPS + TARGET_STEPS))" \
 echo "== phase 3: zero-shot evaluation on every XNLI language"
 python -m eval --gin_file=gin/models/mt5_tiny.gin --checkpoint="$WORK/target" \
   --task=xitt.xnli.all_langs --split=validation --mode=decode \
-  --feature_lengths=inputs=64,targets=8 --batch_size=8 \
+  --feature_lengths=inputs=64,targets=16 --batch_size=8 \
   --mixture_or_task_module=xitt_tasks --output_dir="$WORK/eval"
 
 python - "$WORK/eval" <<'PY'

@@ -1,0 +1,205 @@
+"""The multi-host code paths on one machine: 2 local processes joined by `jax.distributed`
+(gloo CPU collectives), 4 CPU devices each, one 2x4 mesh over all 8.
+
+What is compared with what, honestly: each process reads its own seqio shard
+(`ShardInfo(process, 2)`, every other example, shuffled per shard), so the multi-process global
+batch is [4 examples of shard 0; 4 of shard 1], not the first 8 examples of the unsharded
+single-process stream (asserted below). The single-process reference therefore reads the same
+two shards with the production `host_dataset` and lays them out the same way; against it the
+per-step losses and final parameters must agree to 1e-5.
+"""
+import glob
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from tests.train import multiprocess_worker as worker
+from tests.train import testing_tasks  # noqa: F401  (registers the copy task)
+from train import checkpoints, input_pipeline, network, partitioning, trainer
+
+TIMEOUT_S = 300
+pytestmark = pytest.mark.slow  # about 70-80 s on 2 cores: two processes train three times
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> tuple[str, list[dict]]:
+    """Run both workers once; their reports, ordered by process index."""
+    workdir = str(tmp_path_factory.mktemp("multiprocess"))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={worker.LOCAL_DEVICES}",
+           "PYTHONPATH": root}
+    port = _free_port()
+    procs, logs = [], []
+    for i in range(worker.NUM_PROCESSES):
+        log = open(f"{workdir}/process_{i}.log", "w")
+        logs.append(log)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "tests.train.multiprocess_worker", str(i), str(port), workdir],
+            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT))
+    try:
+        for p in procs:
+            p.wait(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"multi-process workers did not finish in {TIMEOUT_S} s; logs in {workdir}")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        for log in logs:
+            log.close()
+    for i, p in enumerate(procs):
+        if p.returncode != 0:
+            with open(f"{workdir}/process_{i}.log") as f:
+                tail = f.read()[-4000:]
+            pytest.fail(f"worker {i} exited with {p.returncode}:\n{tail}")
+    reports = []
+    for i in range(worker.NUM_PROCESSES):
+        with open(f"{workdir}/process_{i}.json") as f:
+            reports.append(json.load(f))
+    return workdir, reports
+
+
+def _mesh():
+    return partitioning.create_mesh(data_axis_size=2, model_axis_size=worker.LOCAL_DEVICES)
+
+
+def _shard_datasets(cfg, mesh, start_step=0):
+    """Each process's host dataset, built here by the production code as that process would."""
+    out = []
+    for p in range(worker.NUM_PROCESSES):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(jax, "process_index", lambda p=p: p)
+            mp.setattr(jax, "process_count", lambda: worker.NUM_PROCESSES)
+            ds = input_pipeline.host_dataset(cfg, mesh, repeat=True)
+        out.append(ds.skip(start_step) if start_step else ds)
+    return out
+
+
+def _two_shard_iterator(cfg, mesh, start_step=0):
+    """Global batches laid out as with two processes: shard p in rows [4p, 4p + 4)."""
+    its = [ds.as_numpy_iterator() for ds in _shard_datasets(cfg, mesh, start_step)]
+    while True:
+        parts = [next(it) for it in its]
+        yield input_pipeline.to_global(
+            {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}, mesh)
+
+
+def _losses(model_dir) -> dict[int, float]:
+    import tensorflow as tf
+
+    out = {}
+    for path in sorted(glob.glob(f"{model_dir}/train/events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for v in event.summary.value:
+                if v.tag == "loss":
+                    out[event.step] = float(tf.make_ndarray(v.tensor))
+    return out
+
+
+def _params(model_dir):
+    config = worker.train_args("")["model_config"]
+    return checkpoints.load_params(str(model_dir), network.abstract_params(config))
+
+
+def _assert_trees_close(a, b, atol):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=atol, rtol=0)
+
+
+def test_processes_see_eight_devices_over_two_hosts(cluster):
+    _, reports = cluster
+    for i, r in enumerate(reports):
+        assert (r["process_index"], r["process_count"]) == (i, 2)
+        assert (r["device_count"], r["local_device_count"]) == (8, 4)
+
+
+def test_each_process_reads_only_its_shard(cluster):
+    _, reports = cluster
+    mesh = _mesh()
+    expected = [[next(it) for _ in range(worker.INPUT_BATCHES)] for it in (
+        ds.as_numpy_iterator() for ds in _shard_datasets(worker.data_config(8), mesh))]
+    for p, r in enumerate(reports):
+        for got, want in zip(r["host_batches"], expected[p], strict=True):
+            assert sorted(got) == sorted(want)
+            for k in want:
+                np.testing.assert_array_equal(np.asarray(got[k]), want[k], err_msg=k)
+                assert want[k].shape[0] == 4  # host batch = global 8 / 2 processes
+    a, b = (np.asarray(r["host_batches"][0]["encoder_input_tokens"]) for r in reports)
+    assert not np.array_equal(a, b), "both processes read the same examples"
+    # to_global: process p's rows are [4p, 4p + 4) of a batch of the full global size.
+    assert [r["local_row_starts"] for r in reports] == [[0], [4]]
+    for r in reports:
+        assert r["global_shape"] == [8, 32]
+        np.testing.assert_array_equal(np.asarray(r["global_encoder_input_tokens"]),
+                                      np.concatenate([a, b]))
+    # Why the single-process reference below reads two shards: the unsharded stream's first
+    # global batch is a different set of examples.
+    unsharded = input_pipeline.host_dataset(worker.data_config(8), mesh, repeat=True)
+    first = next(unsharded.as_numpy_iterator())["encoder_input_tokens"]
+    assert not np.array_equal(first, np.concatenate([a, b]))
+
+
+def test_training_completes_with_one_shared_checkpoint(cluster):
+    workdir, reports = cluster
+    for r in reports:
+        assert r["runs"]["full"]["step"] == 4
+        assert r["runs"]["full"]["checkpoint_steps"] == [2, 4]
+    losses = [r["runs"]["full"]["train_metrics"]["loss"] for r in reports]
+    assert losses[0] == losses[1]
+    full = f"{workdir}/full"
+    assert checkpoints.committed_steps(full) == [2, 4]
+    # One checkpoint directory per step, no leftover temporaries; one copy of each metadata
+    # file (each process writes only its own array shards, under ocdbt.process_<i>).
+    assert sorted(os.listdir(full)) == ["checkpoint_2", "checkpoint_4", "train",
+                                        trainer.ORIGIN_FILE, "validation"]
+    for step in (2, 4):
+        names = os.listdir(f"{full}/checkpoint_{step}")
+        for marker in ("_CHECKPOINT_METADATA", "_METADATA", "commit_success.txt"):
+            assert names.count(marker) == 1
+        assert {n for n in names if n.startswith("ocdbt.process_")} == {
+            "ocdbt.process_0", "ocdbt.process_1"}
+    # Only process 0 writes summaries.
+    assert len(glob.glob(f"{full}/train/events.out.tfevents.*")) == 1
+    assert _losses(full)[4] == pytest.approx(losses[0], abs=0)
+
+
+def test_losses_match_a_single_process_run_reading_the_same_shards(cluster, tmp_path,
+                                                                   monkeypatch):
+    workdir, _ = cluster
+    monkeypatch.setattr(input_pipeline, "train_iterator", _two_shard_iterator)
+    args = worker.train_args(str(tmp_path))
+    assert jax.process_count() == 1 and jax.device_count() == 8
+    trainer.train(**args)
+    ref, got = _losses(tmp_path), _losses(f"{workdir}/full")
+    assert sorted(got) == sorted(ref) == [2, 3, 4]
+    np.testing.assert_allclose([got[s] for s in ref], [ref[s] for s in ref], atol=1e-5)
+    assert got[4] < got[2]
+    _assert_trees_close(_params(f"{workdir}/full"), _params(tmp_path), 1e-5)
+
+
+def test_multi_process_resume_continues_exactly(cluster):
+    workdir, reports = cluster
+    for r in reports:
+        assert r["runs"]["first_half"]["checkpoint_steps"] == [2]
+        assert r["runs"]["resumed"]["step"] == 4
+    resumed, full = f"{workdir}/resumed", f"{workdir}/full"
+    assert checkpoints.committed_steps(resumed) == [2, 4]
+    with open(f"{workdir}/process_0.log") as f:
+        assert f"resumed from {resumed}/checkpoint_2" in f.read()
+    _assert_trees_close(_params(resumed), _params(full), 1e-6)
+    np.testing.assert_allclose(_losses(resumed)[4], _losses(full)[4], atol=1e-6)
+
