@@ -96,17 +96,13 @@ def _load(args: argparse.Namespace, config: Any) -> tuple[Any, Any, Any]:
 def _parse_gin(gin_files: Sequence[str], bindings: Sequence[str],
                modules: Sequence[str]) -> tuple[Any, list[str]]:
     """(model config, task modules imported); a second call in one process starts afresh."""
-    import gin
-
     from train import gin_utils
-    from train.inspect import REPO_ROOT, model_config_from_gin
 
-    gin.clear_config()
-    gin_utils.parse(gin_files, bindings, search_paths=(".", str(REPO_ROOT)))
+    gin_utils.parse(gin_files, bindings)
     modules = gin_utils.task_modules(modules)
     gin_utils.import_modules(modules)
     gin_utils.finalize()
-    return model_config_from_gin(), modules
+    return gin_utils.model_config_from_gin(), modules
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:

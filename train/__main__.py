@@ -37,7 +37,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: Sequence[str]) -> None:
     args, bindings = parse_args(argv)
-    gin_utils.parse(args.gin_file, bindings, args.gin_search_paths or (".",))
+    gin_utils.parse(args.gin_file, bindings,
+                    args.gin_search_paths or (".", str(gin_utils.REPO_ROOT)))
     modules = gin_utils.task_modules(args.mixture_or_task_module)
     gin_utils.import_modules(modules)
     gin_utils.finalize()

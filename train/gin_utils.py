@@ -7,14 +7,17 @@ to it through `from __gin__ import dynamic_registration`.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import gin
-import jax
 from etils import epath
 
 TASK_MODULE_MACRO = "MIXTURE_OR_TASK_MODULE"
 CONFIG_FILE = "config.gin"
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def split_gin_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -32,8 +35,13 @@ def split_gin_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def parse(gin_files: Sequence[str], bindings: Sequence[str],
-          search_paths: Sequence[str] = (".",)) -> None:
-    """Parse without finalizing (task modules are imported before `finalize`)."""
+          search_paths: Sequence[str] = (".", str(REPO_ROOT))) -> None:
+    """Parse files, then bindings, without finalizing (task modules are imported first).
+
+    A binding to a macro that no file defines is an error: gin would silently create it, so a
+    typo such as EMBED_DIMS=256 would change nothing.
+    """
+    gin.clear_config()
     for path in search_paths:
         gin.add_config_file_search_path(path)
     for f in gin_files:
@@ -41,16 +49,40 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str],
                 not epath.Path(f).exists():
             raise FileNotFoundError(f"--gin_file={f}: no such file (searched {list(search_paths)})")
     try:
-        gin.parse_config_files_and_bindings(list(gin_files), list(bindings),
-                                            finalize_config=False)
+        gin.parse_config_files_and_bindings(list(gin_files), None, finalize_config=False)
     except ValueError as e:
-        message = str(e)
-        if "No configurable matching" in message or "has no parameter" in message \
-                or "doesn't have a parameter" in message:
-            message += ("\n(Unknown gin binding. Check the spelling, and that the .gin file "
-                        "imports its module with `from __gin__ import dynamic_registration` "
-                        "and `from train import ...`.)")
-        raise ValueError(message) from None
+        raise ValueError(_with_hint(str(e))) from None
+    for binding in bindings:
+        name = binding.partition("=")[0].strip()
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            try:
+                gin.query_parameter(f"%{name}")
+            except ValueError:
+                raise ValueError(f"gin binding {binding!r}: no macro {name} is defined in "
+                                 f"{', '.join(gin_files)}") from None
+        try:
+            gin.parse_config(binding)
+        except ValueError as e:
+            raise ValueError(_with_hint(f"gin binding {binding!r}: {e}")) from None
+
+
+def _with_hint(message: str) -> str:
+    if "No configurable matching" in message or "has no parameter" in message \
+            or "doesn't have a parameter" in message:
+        message += ("\n(Unknown gin binding. Check the spelling, and that the .gin file "
+                    "imports its module with `from __gin__ import dynamic_registration` "
+                    "and `from train import ...`.)")
+    return message
+
+
+def model_config_from_gin(macro: str = "MODEL_CONFIG") -> Any:
+    """Evaluate `MODEL_CONFIG = @config.MT5Config()` of the parsed gin files."""
+    try:
+        reference = gin.query_parameter(f"%{macro}")
+    except ValueError:
+        raise ValueError(f"the gin files define no {macro} (a gin/models/*.gin file sets "
+                         f"{macro} = @config.MT5Config())") from None
+    return reference.scoped_configurable_fn()
 
 
 def task_modules(extra: Sequence[str] = ()) -> list[str]:
@@ -89,6 +121,8 @@ def finalize() -> None:
 
 def write_config(model_dir: str, modules: Sequence[str] = ()) -> None:
     """The operative config (what the run actually used), atomically, on process 0."""
+    import jax  # not at import time: train.inspect sets XLA_FLAGS before JAX starts
+
     if jax.process_index() != 0:
         return
     directory = epath.Path(model_dir)

@@ -14,68 +14,9 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 _DEVICE_FLAG = "--xla_force_host_platform_device_count"
-
-
-# ----------------------------------------------------------------------------------------------
-# Flags and gin (entry-point helpers; the library never imports gin)
-# ----------------------------------------------------------------------------------------------
-
-def split_gin_flags(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Pull t5x-style `--gin.NAME=VALUE` flags out of argv -> (bindings, remaining argv)."""
-    bindings, rest = [], []
-    for arg in argv:
-        if arg.startswith("--gin."):
-            name, sep, value = arg[len("--gin."):].partition("=")
-            if not sep or not name:
-                raise ValueError(f"flag {arg!r}: expected --gin.NAME=VALUE")
-            bindings.append(f"{name}={value}")
-        else:
-            rest.append(arg)
-    return bindings, rest
-
-
-def parse_gin(gin_files: Sequence[str], bindings: Sequence[str]) -> None:
-    """Parse gin files then bindings; a binding to a macro no file defines is an error (gin
-    would silently create it, so a typo like EMBED_DIMS=256 would change nothing)."""
-    import gin
-
-    gin.clear_config()
-    gin.add_config_file_search_path(str(REPO_ROOT))
-    for path in gin_files:
-        if not (Path(path).exists() or (REPO_ROOT / path).exists()):
-            raise FileNotFoundError(f"--gin_file={path}: no such file (looked in {Path.cwd()} "
-                                    f"and {REPO_ROOT})")
-    gin.parse_config_files_and_bindings(list(gin_files), None, finalize_config=False)
-    for binding in bindings:
-        name = binding.partition("=")[0].strip()
-        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            try:
-                gin.query_parameter(f"%{name}")
-            except ValueError:
-                raise ValueError(f"gin binding {binding!r}: no macro {name} is defined in "
-                                 f"{', '.join(gin_files)}") from None
-        try:
-            gin.parse_config(binding)
-        except ValueError as err:
-            raise ValueError(f"gin binding {binding!r}: {err}") from None
-    gin.finalize()
-
-
-def model_config_from_gin(macro: str = "MODEL_CONFIG") -> Any:
-    """Evaluate `MODEL_CONFIG = @config.MT5Config()` of the parsed gin files."""
-    import gin
-
-    try:
-        reference = gin.query_parameter(f"%{macro}")
-    except ValueError:
-        raise ValueError(f"the gin files define no {macro} (a gin/models/*.gin file sets "
-                         f"{macro} = @config.MT5Config())") from None
-    return reference.scoped_configurable_fn()
 
 
 def _ints(text: str, count: int | None, flag: str) -> tuple[int, ...]:
@@ -89,6 +30,8 @@ def _ints(text: str, count: int | None, flag: str) -> tuple[int, ...]:
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
+    from train.gin_utils import split_gin_flags
+
     bindings, rest = split_gin_flags(argv)
     parser = argparse.ArgumentParser(prog="python -m train.inspect", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -190,11 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _set_fake_devices(args.devices)
     import jax
 
-    from train import partitioning
+    from train import gin_utils, partitioning
 
     try:
-        parse_gin(args.gin_file, bindings)
-        config = model_config_from_gin()
+        gin_utils.parse(args.gin_file, bindings)
+        gin_utils.finalize()
+        config = gin_utils.model_config_from_gin()
         devices = jax.devices()
         if len(devices) < args.devices:
             raise ValueError(f"--devices={args.devices}: JAX already started with "

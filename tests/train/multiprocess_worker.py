@@ -4,7 +4,7 @@
 `jax.distributed` job on 127.0.0.1:PORT with gloo CPU collectives; with 4 host devices per
 process the mesh spans 8 devices over 2 processes. It then
 1. reads the first host batches of its input shard and assembles a global batch,
-2. trains the tiny model 4 steps into `WORKDIR/full`,
+2. trains the tiny model 4 steps into `WORKDIR/full` (validating at the end),
 3. trains 2 steps into `WORKDIR/resumed`, then resumes there to step 4,
 and writes what it saw to `WORKDIR/process_<id>.json` for the parent to compare.
 The module is importable without side effects: the parent takes the run's settings from it.
@@ -88,10 +88,14 @@ def main(process_id: int, port: int, workdir: str) -> None:
         **_input_report(mesh),
     }
     runs = {}
-    for name, model_dir, steps in (("full", "full", 4), ("first_half", "resumed", 2),
-                                   ("resumed", "resumed", 4)):
+    # The full run also validates at the end: with several processes the eval stream must
+    # run a fixed number of steps in lockstep (eval_steps).
+    validate = dict(eval_split="validation", eval_every=4, eval_steps=2)
+    for name, model_dir, steps, extra in (("full", "full", 4, validate),
+                                          ("first_half", "resumed", 2, {}),
+                                          ("resumed", "resumed", 4, {})):
         args = train_args(f"{workdir}/{model_dir}")
-        result = trainer.train(**{**args, "train_steps": steps})
+        result = trainer.train(**{**args, "train_steps": steps, **extra})
         runs[name] = dataclasses.asdict(result)
     report["runs"] = runs
     with open(f"{workdir}/process_{process_id}.json.tmp", "w") as f:

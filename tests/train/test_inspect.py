@@ -83,7 +83,9 @@ def test_gin_override_changes_the_model(in_process, capsys):
 
 
 def test_split_gin_flags():
-    bindings, rest = inspect_cli.split_gin_flags(["--gin.A=1", "--mesh", "2,4", "--gin.b.c='x'"])
-    assert bindings == ["A=1", "b.c='x'"] and rest == ["--mesh", "2,4"]
+    from train.gin_utils import split_gin_flags
+
+    bindings, rest = split_gin_flags(["--gin.A=1", "--mesh", "2,4", "--gin.b.c='x'"])
+    assert bindings == ["A = 1", "b.c = 'x'"] and rest == ["--mesh", "2,4"]
     with pytest.raises(ValueError, match="expected --gin.NAME=VALUE"):
-        inspect_cli.split_gin_flags(["--gin.A"])
+        split_gin_flags(["--gin.A"])

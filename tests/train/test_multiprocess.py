@@ -160,6 +160,8 @@ def test_training_completes_with_one_shared_checkpoint(cluster):
         assert r["runs"]["full"]["checkpoint_steps"] == [2, 4]
     losses = [r["runs"]["full"]["train_metrics"]["loss"] for r in reports]
     assert losses[0] == losses[1]
+    evals = [r["runs"]["full"]["eval_metrics"] for r in reports]
+    assert evals[0] == evals[1] and np.isfinite(evals[0]["loss"]), evals
     full = f"{workdir}/full"
     assert checkpoints.committed_steps(full) == [2, 4]
     # One checkpoint directory per step, no leftover temporaries; one copy of each metadata
