@@ -74,8 +74,9 @@ class TrainSummaries:
         lead = jax.process_index() == 0
         self.train_writer = writer or (metric_writers.SummaryWriter(f"{model_dir}/train")
                                        if lead else None)
-        self.eval_writer = (metric_writers.SummaryWriter(f"{model_dir}/validation")
-                            if lead and writer is None else writer)
+        # Created on the first validation, so a run without one leaves no empty event file.
+        self.eval_writer = writer
+        self._eval_dir = f"{model_dir}/validation" if lead and writer is None else None
         self._sums: dict[str, jax.Array] | None = None
         self._steps = 0
         self._clock: float | None = None
@@ -144,6 +145,8 @@ class TrainSummaries:
             self._excluded += time.perf_counter() - start
 
     def write_eval(self, step: int, scalars: Mapping[str, float]) -> None:
+        if self.eval_writer is None and self._eval_dir is not None:
+            self.eval_writer = metric_writers.SummaryWriter(self._eval_dir)
         if self.eval_writer is not None:
             self.eval_writer.write_scalars(step, dict(scalars))
             self.eval_writer.flush()

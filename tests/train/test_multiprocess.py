@@ -24,7 +24,7 @@ from tests.train import testing_tasks  # noqa: F401  (registers the copy task)
 from train import checkpoints, input_pipeline, network, partitioning, trainer
 
 TIMEOUT_S = 300
-pytestmark = pytest.mark.slow  # about 70-80 s on 2 cores: two processes train three times
+pytestmark = pytest.mark.slow  # about 80 s on 2 cores: two processes train three times
 
 
 def _free_port() -> int:
@@ -166,8 +166,11 @@ def test_training_completes_with_one_shared_checkpoint(cluster):
     assert checkpoints.committed_steps(full) == [2, 4]
     # One checkpoint directory per step, no leftover temporaries; one copy of each metadata
     # file (each process writes only its own array shards, under ocdbt.process_<i>).
-    assert sorted(os.listdir(full)) == ["checkpoint_2", "checkpoint_4", "train",
-                                        trainer.ORIGIN_FILE, "validation"]
+    assert sorted(os.listdir(full)) == sorted([
+        "checkpoint_2", "checkpoint_4", checkpoints.METRICS_FILE, trainer.ORIGIN_FILE, "train",
+        "validation"])
+    with open(f"{full}/{checkpoints.METRICS_FILE}") as f:
+        assert json.load(f) == {"4": evals[0]}
     for step in (2, 4):
         names = os.listdir(f"{full}/checkpoint_{step}")
         for marker in ("_CHECKPOINT_METADATA", "_METADATA", "commit_success.txt"):
