@@ -18,6 +18,8 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from train import tree_paths
+
 MESH_AXES = ("data", "model")
 
 MeshAxis = str | tuple[str, ...] | None
@@ -216,36 +218,9 @@ def check_divisible(path: str, shape: Sequence[int], axes: Sequence[str | None],
                              f"'{shown}' of size {ways}")
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}/{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, path))
-        else:
-            out[path] = value
-    return out
-
-
-def _unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for path, value in flat.items():
-        node = out
-        *parents, leaf = path.split("/")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return out
-
-
-def flatten_paths(tree: Mapping[str, Any]) -> dict[str, Any]:
-    """Nested dict -> {'a/b/c': leaf} (t5x path style; tuples of axes are leaves)."""
-    return _flatten(tree)
-
-
-def unflatten_paths(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """Inverse of `flatten_paths`."""
-    return _unflatten(flat)
+# Nested dict <-> {'a/b/c': leaf} (t5x path style; tuples of axes are leaves).
+flatten_paths = tree_paths.flatten
+unflatten_paths = tree_paths.unflatten
 
 
 def logical_to_sharding(axes_tree: Mapping[str, Any], shapes_tree: Mapping[str, Any],
@@ -254,8 +229,8 @@ def logical_to_sharding(axes_tree: Mapping[str, Any], shapes_tree: Mapping[str, 
 
     `shapes_tree` leaves may be arrays, `jax.ShapeDtypeStruct`s or shape tuples.
     """
-    axes_flat = _flatten(axes_tree)
-    shapes_flat = _flatten(shapes_tree)
+    axes_flat = tree_paths.flatten(axes_tree)
+    shapes_flat = tree_paths.flatten(shapes_tree)
     if set(axes_flat) != set(shapes_flat):
         missing = sorted(set(shapes_flat) - set(axes_flat))[:5]
         extra = sorted(set(axes_flat) - set(shapes_flat))[:5]
@@ -271,7 +246,7 @@ def logical_to_sharding(axes_tree: Mapping[str, Any], shapes_tree: Mapping[str, 
         spec = logical_to_mesh_axes(axes, rules, path)
         check_divisible(path, shape, axes, spec, mesh)
         out[path] = NamedSharding(mesh, spec)
-    return _unflatten(out)
+    return tree_paths.unflatten(out)
 
 
 def data_sharding(mesh: Mesh) -> NamedSharding:

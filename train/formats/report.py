@@ -7,42 +7,16 @@ not with a shape error deep inside the first matmul.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-SEP = "/"
+from train.tree_paths import SEP, flatten, unflatten  # noqa: F401  (re-exported)
+
 _SHOW = 8  # names listed per category in a report
 
 Meta = tuple[tuple[int, ...], np.dtype]
-
-
-def flatten(
-    tree: Mapping[str, Any],
-    prefix: str = "",
-    is_leaf: Callable[[Any], bool] | None = None,
-) -> dict[str, Any]:
-    """Nested dicts -> {'a/b/c': leaf}; empty dicts vanish; `is_leaf` stops at some dicts."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{SEP}{key}" if prefix else str(key)
-        if isinstance(value, Mapping) and not (is_leaf and is_leaf(value)):
-            flat.update(flatten(value, name, is_leaf))
-        else:
-            flat[name] = value
-    return flat
-
-
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    tree: dict[str, Any] = {}
-    for name, value in flat.items():
-        node = tree
-        *parents, leaf = name.split(SEP)
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return tree
 
 
 def meta_of(leaf: Any) -> Meta:
