@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from train import partitioning
+from train import partitioning, tree_paths
 
 ROW, COLUMN, BATCH, NONE = "row", "column", "batch", "none"
 
@@ -143,11 +143,8 @@ def _plans(param_axes: Mapping[str, Any], params: Mapping[str, Any],
            config: AdafactorConfig) -> dict[str, Factoring]:
     axes = _flat_axes(param_axes)
     flat = partitioning.flatten_paths(params)
-    if set(axes) != set(flat):
-        missing = sorted(set(flat) - set(axes))[:5]
-        extra = sorted(set(axes) - set(flat))[:5]
-        raise ValueError(f"Adafactor param_axes do not match the params: no axes for "
-                         f"{missing}, no param for {extra}")
+    tree_paths.require_same_paths(axes, flat, "Adafactor param_axes do not match the params",
+                                  "axes", "param")
     return {p: factoring(p, tuple(flat[p].shape), axes[p], config) for p in flat}
 
 

@@ -231,11 +231,8 @@ def logical_to_sharding(axes_tree: Mapping[str, Any], shapes_tree: Mapping[str, 
     """
     axes_flat = tree_paths.flatten(axes_tree)
     shapes_flat = tree_paths.flatten(shapes_tree)
-    if set(axes_flat) != set(shapes_flat):
-        missing = sorted(set(shapes_flat) - set(axes_flat))[:5]
-        extra = sorted(set(axes_flat) - set(shapes_flat))[:5]
-        raise ValueError(f"axes and shapes trees differ: no axes for {missing}, "
-                         f"no shape for {extra}")
+    tree_paths.require_same_paths(axes_flat, shapes_flat, "axes and shapes trees differ",
+                                  "axes", "shape")
     out = {}
     for path, axes in axes_flat.items():
         leaf = shapes_flat[path]

@@ -36,3 +36,12 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[leaf] = value
     return tree
+
+
+def require_same_paths(a: Mapping[str, Any], b: Mapping[str, Any], what: str,
+                       a_name: str, b_name: str) -> None:
+    """Two flat trees must name the same parameters; say which are missing on each side."""
+    if set(a) != set(b):
+        no_a = sorted(set(b) - set(a))[:5]
+        no_b = sorted(set(a) - set(b))[:5]
+        raise ValueError(f"{what}: no {a_name} for {no_a}, no {b_name} for {no_b}")
