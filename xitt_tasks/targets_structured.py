@@ -69,18 +69,13 @@ def _ner_source(lang: str, with_train: bool) -> XittSource:
 
 
 def register() -> None:
-    pos_metric, ner_metric = tagging.pos_metrics(), tagging.ner_metrics()
     post = formats.tagging_postprocess
-    add_task("xitt.udpos.train.en", _pos_source("en", True), "pos", postprocess_fn=post,
-             metric_fns=[pos_metric])
-    for lang in languages.UDPOS:
-        add_task(f"xitt.udpos.{lang}", _pos_source(lang, False), "pos", postprocess_fn=post,
-                 metric_fns=[pos_metric])
-    register_target_mixtures("udpos", ["xitt.udpos.train.en"])
-
-    add_task("xitt.wikiann.train.en", _ner_source("en", True), "ner", postprocess_fn=post,
-             metric_fns=[ner_metric])
-    for lang in languages.WIKIANN:
-        add_task(f"xitt.wikiann.{lang}", _ner_source(lang, False), "ner", postprocess_fn=post,
-                 metric_fns=[ner_metric])
-    register_target_mixtures("wikiann", ["xitt.wikiann.train.en"])
+    for target, fmt, source, langs, metric in (
+            ("udpos", "pos", _pos_source, languages.UDPOS, tagging.pos_metrics()),
+            ("wikiann", "ner", _ner_source, languages.WIKIANN, tagging.ner_metrics())):
+        add_task(f"xitt.{target}.train.en", source("en", True), fmt, postprocess_fn=post,
+                 metric_fns=[metric])
+        for lang in langs:
+            add_task(f"xitt.{target}.{lang}", source(lang, False), fmt, postprocess_fn=post,
+                     metric_fns=[metric])
+        register_target_mixtures(target, [f"xitt.{target}.train.en"])
