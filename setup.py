@@ -24,6 +24,8 @@ INSTALL_REQUIRES = [
     "importlib_resources==7.1.0",
     "msgpack==1.2.4",
     "safetensors==0.8.0",
+    # The study report's PNG plots (Agg backend; no display needed).
+    "matplotlib==3.11.2",
 ]
 
 EXTRAS = {
@@ -40,9 +42,11 @@ setuptools.setup(
     description="Intermediate-task training for zero-shot cross-lingual transfer with mT5",
     python_requires=">=3.11,<3.13",
     packages=setuptools.find_packages(include=["train", "train.*", "eval", "eval.*",
-                                               "xitt_tasks", "xitt_tasks.*"]),
+                                               "xitt_tasks", "xitt_tasks.*",
+                                               "study", "study.*", "tpu_scripts",
+                                               "tpu_scripts.*", "benchmarks", "benchmarks.*"]),
     include_package_data=True,
-    package_data={"xitt_tasks": ["data/**/*", "vocab/*"]},
+    package_data={"xitt_tasks": ["data/**/*", "vocab/*"], "study": ["data/*.tsv"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
 )

@@ -17,8 +17,8 @@ Outputs in the task's output directory, each written atomically (temporary file 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
+import math
 import numbers
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -30,8 +30,9 @@ import numpy as np
 import seqio
 import tensorflow as tf
 from etils import epath
+from jax.sharding import Mesh
 
-from train import inference
+from train import models, steps
 
 MODES = ("decode", "score")
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -87,20 +88,48 @@ def parse_feature_lengths(text: str) -> dict[str, int]:
 BatchFn = Callable[[Any, Mapping[str, np.ndarray]], dict[str, jax.Array]]
 
 
-def make_batch_fn(model: nn.Module, settings: EvalSettings) -> BatchFn:
-    """The jitted per-batch function of the mode; reuse it across tasks to compile once."""
+def as_model(model: Any) -> models.BaseModel:
+    """A `train.models` model; a bare `train.network.Transformer` means its encoder-decoder."""
+    if isinstance(model, nn.Module) and hasattr(model, "config"):
+        return models.EncoderDecoderModel(model.config)
+    return models.as_model(model)
+
+
+def make_batch_fn(model: Any, settings: EvalSettings, mesh: Mesh | None = None,
+                  rules: Any = None, params_sharding: Any = None) -> BatchFn:
+    """The jitted per-batch function of the mode; reuse it across tasks to compile once.
+
+    With a `mesh` (built by `train.partitioning.create_mesh`, as in training) the batch is split
+    over its 'data' axis and the params sharded by `params_sharding`; with several processes
+    each passes its own host batch and every process gets every row back.
+    """
+    model = as_model(model)
+    if mesh is None:
+        if settings.mode == "score":
+            return jax.jit(lambda params, batch: {"score": model.score_batch(params, batch)})
+
+        def decode(params, batch):
+            tokens, scores = model.predict_batch(
+                params, batch, max_decode_len=settings.feature_lengths["targets"],
+                beam_size=settings.beam_size, alpha=settings.alpha, return_scores=True)
+            return {"tokens": tokens, "score": scores}
+
+        return jax.jit(decode)
     if settings.mode == "score":
-        score = functools.partial(inference.score_batch, model)
-        return jax.jit(lambda params, batch: {"score": score(params, batch)})
-    predict = functools.partial(
-        inference.predict_batch, model, max_decode_len=settings.feature_lengths["targets"],
-        beam_size=settings.beam_size, alpha=settings.alpha, return_scores=True)
+        fn = steps.jit_score_step(model, mesh, rules, params_sharding)
+    else:
+        fn = steps.jit_predict_step(model, mesh, rules, params_sharding,
+                                    max_decode_len=settings.feature_lengths["targets"],
+                                    beam_size=settings.beam_size, alpha=settings.alpha)
+    if jax.process_count() == 1:
+        return fn
+    sharding = steps.batch_sharding(mesh)
 
-    def decode(params, batch):
-        tokens, scores = predict(params, batch)
-        return {"tokens": tokens, "score": scores}
+    def global_batch_fn(params, batch):
+        return fn(params, {k: jax.make_array_from_process_local_data(sharding, v)
+                           for k, v in batch.items()})
 
-    return jax.jit(decode)
+    return global_batch_fn
 
 
 # ----------------------------------------------------------------------------------- data
@@ -162,6 +191,40 @@ def run_batches(batch_fn: BatchFn, params: Any, batches: tf.data.Dataset,
     return {k: np.concatenate(v) for k, v in collected.items()}
 
 
+def run_batches_multiprocess(batch_fn: BatchFn, params: Any, batches: tf.data.Dataset,
+                             batch_size: int, num_examples: int) -> dict[str, np.ndarray]:
+    """Data-parallel over processes: process p runs examples p, p+P, ... in host batches of
+    batch_size / P; every process runs the same number of batches (zero rows after its shard
+    ends) and gets every row back, which is put back into split order."""
+    procs, me = jax.process_count(), jax.process_index()
+    if batch_size % procs:
+        raise ValueError(f"batch_size={batch_size} is not divisible by the {procs} processes")
+    per_host = batch_size // procs
+    mine = batches.unbatch().shard(procs, me).batch(per_host)
+    shard_len = math.ceil(num_examples / procs)
+    num_batches = math.ceil(shard_len / per_host)
+    it = padded_batches(mine, per_host)
+    # All-zero rows for a process whose shard has ended (or is empty: fewer examples than
+    # processes), shaped as the dataset's batches.
+    zeros = {k: np.zeros((per_host,) + tuple(spec.shape[1:]), spec.dtype.as_numpy_dtype)
+             for k, spec in mine.element_spec.items()}
+    collected: dict[str, np.ndarray] = {}
+    for b in range(num_batches):
+        batch, _ = next(it, (None, 0))
+        if batch is None:
+            batch = zeros
+        outputs = {k: np.asarray(v) for k, v in batch_fn(params, batch).items()}
+        for j in range(batch_size):
+            index = (b * per_host + j % per_host) * procs + j // per_host
+            if index < num_examples:
+                for key, value in outputs.items():
+                    if key not in collected:
+                        collected[key] = np.zeros((num_examples,) + value.shape[1:],
+                                                  value.dtype)
+                    collected[key][index] = value[j]
+    return collected
+
+
 # ----------------------------------------------------------------------------------- outputs
 
 def _jsonable(value: Any) -> Any:
@@ -210,12 +273,8 @@ def example_records(examples: list[dict], outputs: Mapping[str, np.ndarray],
     return records
 
 
-def compute_metrics(task: seqio.Task, examples: list[dict], mode: str,
-                    predictions: list[str] | None, scores: np.ndarray) -> dict[str, Any]:
-    """seqio Evaluator conventions: postprocessed targets and predictions (or raw scores)."""
-    metric_fns = task.predict_metric_fns if mode == "decode" else task.score_metric_fns
-    if not metric_fns:
-        return {}
+def target_texts(task: seqio.Task, examples: list[dict]) -> list[Any]:
+    """The postprocessed targets the metrics compare with (seqio's Evaluator convention)."""
     vocab = task.output_features["targets"].vocabulary
     targets = []
     for ex in examples:
@@ -225,6 +284,16 @@ def compute_metrics(task: seqio.Task, examples: list[dict], mode: str,
         if isinstance(target, bytes):
             target = target.decode("utf-8")
         targets.append(task.postprocess_fn(target, example=ex, is_target=True))
+    return targets
+
+
+def compute_metrics(task: seqio.Task, examples: list[dict], mode: str,
+                    predictions: list[str] | None, scores: np.ndarray) -> dict[str, Any]:
+    """seqio Evaluator conventions: postprocessed targets and predictions (or raw scores)."""
+    metric_fns = task.predict_metric_fns if mode == "decode" else task.score_metric_fns
+    if not metric_fns:
+        return {}
+    targets = target_texts(task, examples)
     if mode == "decode":
         outputs = [task.postprocess_fn(p, example=ex, is_target=False)
                    for ex, p in zip(examples, predictions)]
@@ -240,16 +309,30 @@ def compute_metrics(task: seqio.Task, examples: list[dict], mode: str,
     return results
 
 
-def evaluate_task(task_name: str, params: Any, batch_fn: BatchFn, settings: EvalSettings,
-                  output_dir: str, extra_info: Mapping[str, Any] | None = None
-                  ) -> dict[str, Any]:
-    """Run one task split and write its outputs; returns the metrics (possibly empty)."""
+@dataclasses.dataclass(frozen=True)
+class TaskOutput:
+    """One task split run through the model: raw examples, model outputs, decoded texts."""
+
+    task: seqio.Task
+    examples: list[dict]
+    outputs: dict[str, np.ndarray]
+    predictions: list[str] | None
+    metrics: dict[str, Any]
+
+
+def predict_task(task_name: str, params: Any, batch_fn: BatchFn,
+                 settings: EvalSettings) -> TaskOutput:
+    """Decode or score every example of one task split and compute its metrics (no files)."""
     task = seqio.get_mixture_or_task(task_name)
     if not isinstance(task, seqio.Task):
         raise ValueError(f"{task_name!r} is a mixture; evaluate its tasks one by one "
                          "(`eval.__main__` does)")
     examples, batches = read_split(task, settings)
-    outputs = run_batches(batch_fn, params, batches, settings.batch_size)
+    if jax.process_count() == 1:
+        outputs = run_batches(batch_fn, params, batches, settings.batch_size)
+    else:
+        outputs = run_batches_multiprocess(batch_fn, params, batches, settings.batch_size,
+                                           len(examples))
     n = outputs["score"].shape[0]
     if n != len(examples):
         raise RuntimeError(f"task {task_name!r}: {n} model outputs for {len(examples)} "
@@ -258,17 +341,30 @@ def evaluate_task(task_name: str, params: Any, batch_fn: BatchFn, settings: Eval
     if settings.mode == "decode":
         vocab = task.output_features["targets"].vocabulary
         predictions = [vocab.decode(row.tolist()) for row in outputs["tokens"]]
+    metrics = compute_metrics(task, examples, settings.mode, predictions, outputs["score"])
+    return TaskOutput(task, examples, outputs, predictions, metrics)
 
+
+def write_task_outputs(result: TaskOutput, settings: EvalSettings, output_dir: str,
+                       extra_info: Mapping[str, Any] | None = None) -> None:
+    """`predictions.jsonl` and (when the task has metrics) `metrics.json`, each atomically."""
     out = epath.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    records = example_records(examples, outputs, predictions)
+    records = example_records(result.examples, result.outputs, result.predictions)
     atomic_write_text(out / PREDICTIONS_FILE,
                       "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    metrics = compute_metrics(task, examples, settings.mode, predictions, outputs["score"])
-    if metrics:
-        summary = {"task": task_name, "split": settings.split, "mode": settings.mode,
-                   "num_examples": len(examples), "beam_size": settings.beam_size,
+    if result.metrics:
+        summary = {"task": result.task.name, "split": settings.split, "mode": settings.mode,
+                   "num_examples": len(result.examples), "beam_size": settings.beam_size,
                    "alpha": settings.alpha, "feature_lengths": dict(settings.feature_lengths),
-                   **dict(extra_info or {}), "metrics": metrics}
+                   **dict(extra_info or {}), "metrics": result.metrics}
         atomic_write_text(out / METRICS_FILE, json.dumps(summary, indent=1) + "\n")
-    return metrics
+
+
+def evaluate_task(task_name: str, params: Any, batch_fn: BatchFn, settings: EvalSettings,
+                  output_dir: str, extra_info: Mapping[str, Any] | None = None
+                  ) -> dict[str, Any]:
+    """Run one task split and write its outputs; returns the metrics (possibly empty)."""
+    result = predict_task(task_name, params, batch_fn, settings)
+    write_task_outputs(result, settings, output_dir, extra_info)
+    return result.metrics

@@ -41,7 +41,7 @@ python -m eval --gin_file=gin/models/mt5_tiny.gin --checkpoint="$WORK/target" \
 
 python - "$WORK/eval" <<'PY'
 import json, pathlib, sys
-rows = sorted(pathlib.Path(sys.argv[1]).glob("*/metrics.json"))
+rows = sorted(pathlib.Path(sys.argv[1]).glob("checkpoint_*/*/metrics.json"))
 for p in rows:
     m = json.loads(p.read_text())
     print(f"{m['task']:<22} n={m['num_examples']:<3} accuracy={m['metrics']['accuracy']:.1f}")

@@ -5,7 +5,9 @@
       --gin.MIXTURE_OR_TASK_NAME="'<task>'" --gin.MIXTURE_OR_TASK_MODULE="'<module>'"
 
 Files are applied in order (model, run, overlays), then `--gin.NAME=VALUE` bindings. The
-operative config is written to `<model_dir>/config.gin`.
+operative config is written to `<model_dir>/config.gin` (a restart with a different config
+keeps it and writes `config.<n>.gin` beside it). An error is one line on stderr and exit
+status 2 (`--verbose` adds the traceback); see train/cli.py.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 import gin
 import tensorflow as tf
 
-from train import gin_utils, trainer
+from train import cli, gin_utils, trainer
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -48,4 +50,4 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    cli.run(main, sys.argv[1:], prog="python -m train")

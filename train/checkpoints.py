@@ -10,12 +10,19 @@ renames it when complete, then leaves `commit_success.txt`), and retention is do
 A step counts only when its directory is named exactly `checkpoint_<int>` and holds both
 Orbax's `_CHECKPOINT_METADATA` and `commit_success.txt`; an interrupted save (a leftover
 temporary directory, or a directory without those markers) is never restored.
-Validation metrics of saved steps are kept in `<model_dir>/checkpoint_metrics.json`.
+Validation metrics of saved steps are kept in `<model_dir>/checkpoint_metrics.json` (strict
+JSON: a step whose metrics hold NaN or inf is refused, not saved).
+
+Integrity (`train.checkpoint_integrity`): each save ends with a checksum manifest; a restore
+checks it, reads Orbax's metadata and checks every restored array for NaN/inf. A damaged step
+raises `CorruptCheckpointError`; `latest_intact_step` / `restore_latest_intact` skip it, say so
+in one line, and use the newest intact step instead.
 """
 from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from train import checkpoint_integrity as integrity
 from train import scan
 from train.formats import report
 
@@ -36,6 +44,14 @@ _STEP_DIR = re.compile(r"^checkpoint_(\d+)$")
 
 class NonFiniteStateError(FloatingPointError):
     """The state holds NaN or inf; it is never written."""
+
+
+class NonFiniteMetricsError(NonFiniteStateError):
+    """Validation metrics hold NaN or inf; the checkpoint they belong to is never written."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A committed checkpoint whose files or arrays are damaged."""
 
 
 def checkpoint_path(model_dir: str, step: int) -> epath.Path:
@@ -96,8 +112,91 @@ def all_finite(tree: Any) -> bool:
 
 def stored_meta(step_dir: epath.Path) -> dict[str, report.Meta]:
     """Flat '/'-named (shape, dtype) of what a checkpoint holds, read from its metadata."""
-    tree = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).metadata(step_dir).item_metadata.tree
-    return {n: report.meta_of(m) for n, m in report.flatten(tree).items()}
+    try:
+        tree = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).metadata(
+            step_dir).item_metadata.tree
+        return {n: report.meta_of(m) for n, m in report.flatten(tree).items()}
+    except Exception as e:  # noqa: BLE001  (orbax raises ValueError, AttributeError, KeyError...)
+        raise CorruptCheckpointError(
+            f"damaged checkpoint {step_dir}: Orbax's _METADATA is unreadable "
+            f"({type(e).__name__}: {_one_line(e)})") from e
+
+
+def _one_line(e: Exception | str, limit: int = 300) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+# Manifests already verified in this process: (step_dir, manifest sha256). A resume checks a
+# step when choosing it and again when restoring it; the second check is then free.
+_VERIFIED: set[tuple[str, str]] = set()
+
+
+def check_intact(step_dir: epath.Path) -> None:
+    """Raise CorruptCheckpointError (one line: the directory and what is wrong) unless the
+    step's files match its checksum manifest and its Orbax metadata reads. Arrays are checked
+    for NaN/inf when restored (`restore_tree`), not here."""
+    step_dir = epath.Path(step_dir)
+    if not is_committed(step_dir):
+        raise CorruptCheckpointError(
+            f"damaged checkpoint {step_dir}: not a complete checkpoint (no "
+            f"{' / '.join(_MARKERS)}: an interrupted save?)")
+    key = (str(step_dir), integrity.manifest_digest(step_dir) or "")
+    if key[1] and key in _VERIFIED:
+        return
+    problem = integrity.verify(step_dir)
+    if problem is not None:
+        raise CorruptCheckpointError(f"damaged checkpoint {step_dir}: {problem}")
+    stored_meta(step_dir)
+    if key[1]:
+        _VERIFIED.add(key)
+
+
+def latest_intact_step(model_dir: str) -> tuple[int | None, list[str]]:
+    """The newest committed step whose files are intact, and one line per newer step that was
+    skipped as damaged. (None, problems) when no step is intact: a caller that resumes must then
+    stop rather than start afresh over damaged checkpoints when `problems` is not empty."""
+    problems = []
+    for step in reversed(committed_steps(model_dir)):
+        try:
+            check_intact(checkpoint_path(model_dir, step))
+            return step, problems
+        except CorruptCheckpointError as e:
+            problems.append(str(e))
+    return None, problems
+
+
+def _warn(line: str) -> None:
+    if jax.process_index() == 0:
+        print(f"WARNING: {line}", file=sys.stderr, flush=True)
+
+
+def restore_latest_intact(model_dir: str, abstract_tree: Mapping[str, Any],
+                          shardings: Any | None = None
+                          ) -> tuple[int | None, dict[str, Any] | None, list[str]]:
+    """(step, tree, problems) of the newest step that restores intact (checksums, metadata,
+    finite arrays), newest first; each damaged step skipped is printed as one WARNING line and
+    returned in `problems`. (None, None, []) for a model directory without checkpoints.
+
+    Raises CorruptCheckpointError when checkpoints exist but none is intact (never a silent
+    fresh start), and ValueError when an intact checkpoint does not fit `abstract_tree`.
+    """
+    problems: list[str] = []
+    for step in reversed(committed_steps(model_dir)):
+        try:
+            tree = restore_tree(checkpoint_path(model_dir, step), abstract_tree, shardings)
+        except CorruptCheckpointError as e:
+            problems.append(str(e))
+            _warn(f"{e}; trying the previous checkpoint")
+            continue
+        if problems:
+            _warn(f"restored {checkpoint_path(model_dir, step)} instead of the newer damaged "
+                  f"checkpoint(s) above")
+        return step, tree, problems
+    if problems:
+        raise CorruptCheckpointError(
+            f"every checkpoint in {model_dir} is damaged: " + " | ".join(problems))
+    return None, None, problems
 
 
 def check_compatible(step_dir: epath.Path, abstract_tree: Mapping[str, Any]) -> None:
@@ -122,7 +221,12 @@ def _abstract(tree: Any, shardings: Any | None) -> Any:
 def restore_tree(step_dir: epath.Path, abstract_tree: Mapping[str, Any],
                  shardings: Any | None = None) -> dict[str, Any]:
     """The sub-tree of a checkpoint that `abstract_tree` names, placed with its shardings
-    (each process reads only its shards). Leaves without a sharding land on device 0."""
+    (each process reads only its shards). Leaves without a sharding land on device 0.
+
+    Damage (checksums, metadata, unreadable or non-finite arrays) raises
+    CorruptCheckpointError; a tree of another shape raises ValueError naming the parameters.
+    """
+    check_intact(step_dir)
     check_compatible(step_dir, abstract_tree)
     target = _abstract(abstract_tree, shardings)
     default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -131,8 +235,18 @@ def restore_tree(step_dir: epath.Path, abstract_tree: Mapping[str, Any],
         jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=default), target)
     restore_args = ocp.checkpoint_utils.construct_restore_args(target)
     ckptr = ocp.Checkpointer(ocp.PyTreeCheckpointHandler())
-    return ckptr.restore(step_dir, args=ocp.args.PyTreeRestore(
-        item=target, restore_args=restore_args, partial_restore=True))
+    try:
+        tree = ckptr.restore(step_dir, args=ocp.args.PyTreeRestore(
+            item=target, restore_args=restore_args, partial_restore=True))
+    except (ValueError, OSError, KeyError, AttributeError, TypeError) as e:
+        raise CorruptCheckpointError(
+            f"damaged checkpoint {step_dir}: Orbax cannot read its arrays "
+            f"({type(e).__name__}: {_one_line(e)})") from e
+    if not all_finite(tree):
+        raise CorruptCheckpointError(
+            f"damaged checkpoint {step_dir}: restored arrays hold NaN or inf (saves refuse "
+            "non-finite states, so its bytes changed after the save)")
+    return tree
 
 
 def _unscanned_shardings(shardings: Mapping[str, Any], abstract_unscanned: Mapping[str, Any]
@@ -150,44 +264,70 @@ def _unscanned_shardings(shardings: Mapping[str, Any], abstract_unscanned: Mappi
     return report.unflatten(out)
 
 
+def _restore_path(path: str, abstract_tree: Mapping[str, Any], shardings: Any | None
+                  ) -> dict[str, Any]:
+    """One `checkpoint_<step>` directory as asked, or a model directory's newest intact step."""
+    p = epath.Path(path)
+    if p.exists() and not _STEP_DIR.match(p.name):
+        step, tree, _ = restore_latest_intact(path, abstract_tree, shardings)
+        if step is not None:
+            return tree
+    return restore_tree(resolve(path), abstract_tree, shardings)
+
+
 def load_params(path: str, abstract_params: Mapping[str, Any], shardings: Any | None = None,
                 *, config: Any | None = None) -> dict[str, Any]:
-    """Parameters (`target`) of a model directory's latest checkpoint or of one
-    `checkpoint_<step>` directory.
+    """Parameters (`target`) of a model directory's newest intact checkpoint (damaged newer
+    ones are reported and skipped) or of one `checkpoint_<step>` directory.
 
     `abstract_params` (ShapeDtypeStruct leaves) and `shardings` describe the model's layout;
     for a layer-scanned model pass its `config` (`train.config.MT5Config`): the unscanned
     checkpoint is read layer by layer into the matching shards, then stacked.
     """
-    step_dir = resolve(path)
     if config is None or not config.scan_layers:
         shard_tree = None if shardings is None else {"target": shardings}
-        return restore_tree(step_dir, {"target": abstract_params}, shard_tree)["target"]
+        return _restore_path(path, {"target": abstract_params}, shard_tree)["target"]
     per_layer = scan.unscan_params(abstract_params, config)
     shard_tree = (None if shardings is None
                   else {"target": _unscanned_shardings(shardings, per_layer)})
-    params = restore_tree(step_dir, {"target": per_layer}, shard_tree)["target"]
+    params = _restore_path(path, {"target": per_layer}, shard_tree)["target"]
     return jax.jit(lambda p: scan.scan_params(p, config), out_shardings=shardings)(params)
 
 
 # ---------------------------------------------------------------------------------- save
+
+def clean_stale(model_dir: str) -> list[str]:
+    """Remove interrupted-save and interrupted-prune leftovers (process 0); their names."""
+    if jax.process_index() != 0:
+        return []
+    removed = integrity.clean_stale(model_dir)
+    if removed:
+        _warn(f"removed leftovers of interrupted saves in {model_dir}: {', '.join(removed)}")
+    return removed
+
 
 class Checkpoints:
     """Saves t5x trees under a model directory, keeping the last `keep` and the best one.
 
     best_metric / best_mode: a validation metric recorded with `save(..., metrics=...)`
     and whether larger ('max') or smaller ('min') is better; None keeps only the last `keep`.
+    checksums: write the checksum manifest after each save (it re-reads the step's files
+      once on process 0; turn off only where that costs too much).
+    Construction removes what interrupted saves and prunes left (`clean_stale`): make one
+    `Checkpoints` per model directory, in the process that writes it.
     """
 
     def __init__(self, model_dir: str, *, keep: int = 3, best_metric: str | None = None,
-                 best_mode: str = "min") -> None:
+                 best_mode: str = "min", checksums: bool = True) -> None:
         if keep < 1:
             raise ValueError(f"keep={keep!r}: expected >= 1 (checkpoints to keep)")
         if best_mode not in ("min", "max"):
             raise ValueError(f"best_mode={best_mode!r}: expected 'min' or 'max'")
         self.model_dir = epath.Path(model_dir)
         self.keep, self.best_metric, self.best_mode = keep, best_metric, best_mode
+        self.checksums = checksums
         self._ckptr = ocp.Checkpointer(ocp.PyTreeCheckpointHandler())
+        self.removed_stale = clean_stale(str(self.model_dir))
 
     # metrics ------------------------------------------------------------------------------
     def metrics(self) -> dict[int, dict[str, float]]:
@@ -205,8 +345,17 @@ class Checkpoints:
         f = self.model_dir / METRICS_FILE
         tmp = self.model_dir / (METRICS_FILE + ".tmp")
         tmp.write_text(json.dumps({str(k): dict(v) for k, v in sorted(metrics.items())},
-                                  indent=1))
+                                  indent=1, allow_nan=False))
         tmp.replace(f)
+
+    def _finite_metrics(self, step: int, metrics: Mapping[str, float]) -> dict[str, float]:
+        values = {k: float(v) for k, v in metrics.items()}
+        bad = {k: v for k, v in values.items() if not np.isfinite(v)}
+        if bad:
+            raise NonFiniteMetricsError(
+                f"refusing to save checkpoint_{step} in {self.model_dir}: its validation "
+                f"metrics are not finite ({', '.join(f'{k}={v}' for k, v in bad.items())})")
+        return values
 
     def best_step(self) -> int | None:
         if self.best_metric is None:
@@ -222,7 +371,9 @@ class Checkpoints:
     # save ---------------------------------------------------------------------------------
     def save(self, step: int, tree: Mapping[str, Any],
              metrics: Mapping[str, float] | None = None) -> epath.Path:
-        """Write `checkpoint_<step>` atomically; refuse a state with NaN or inf."""
+        """Write `checkpoint_<step>` atomically, then its checksum manifest; refuse a state
+        or metrics with NaN or inf (NonFiniteStateError / NonFiniteMetricsError)."""
+        values = self._finite_metrics(step, metrics) if metrics else None
         if not all_finite(tree):
             raise NonFiniteStateError(
                 f"refusing to save checkpoint_{step} in {self.model_dir}: the state holds NaN "
@@ -231,18 +382,20 @@ class Checkpoints:
         if jax.process_index() == 0:
             self.model_dir.mkdir(parents=True, exist_ok=True)
         self._ckptr.save(path, args=ocp.args.PyTreeSave(tree), force=True)
-        if metrics:
+        if jax.process_index() == 0 and self.checksums:
+            integrity.write_manifest(path)
+        if values:
             recorded = self.metrics()
-            recorded[int(step)] = {k: float(v) for k, v in metrics.items()}
+            recorded[int(step)] = values
             self._write_metrics(recorded)
         self._prune()
         return path
 
     def record_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
         """Attach validation metrics to an already saved step (then re-apply retention)."""
+        values = self._finite_metrics(step, metrics)
         recorded = self.metrics()
-        recorded[int(step)] = {**recorded.get(int(step), {}),
-                               **{k: float(v) for k, v in metrics.items()}}
+        recorded[int(step)] = {**recorded.get(int(step), {}), **values}
         self._write_metrics(recorded)
         self._prune()
 

@@ -64,6 +64,18 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str],
             gin.parse_config(binding)
         except ValueError as e:
             raise ValueError(_with_hint(f"gin binding {binding!r}: {e}")) from None
+        except SyntaxError as e:
+            raise ValueError(_syntax_hint(binding, e)) from None
+
+
+def _syntax_hint(binding: str, error: SyntaxError) -> str:
+    """A bare gin SyntaxError, with the quoting an unquoted string needs."""
+    name, _, value = (part.strip() for part in binding.partition("="))
+    detail = (str(error.msg or error).strip().splitlines() or ["not a gin value"])[-1].strip()
+    message = f"gin binding {binding!r}: {detail} (gin values are Python literals)"
+    if value and value[0] not in "'\"@%[({" and not re.fullmatch(r"[-+0-9.eE]+", value):
+        message += f"; a string needs quotes: did you mean --gin.{name}=\"'{value}'\"?"
+    return message
 
 
 def _with_hint(message: str) -> str:
@@ -83,6 +95,19 @@ def model_config_from_gin(macro: str = "MODEL_CONFIG") -> Any:
         raise ValueError(f"the gin files define no {macro} (a gin/models/*.gin file sets "
                          f"{macro} = @config.MT5Config())") from None
     return reference.scoped_configurable_fn()
+
+
+def model_from_gin(macro: str = "MODEL", config_macro: str = "MODEL_CONFIG") -> Any:
+    """The run's `train.models` model: the `MODEL` macro when the gin files define one (e.g.
+    `MODEL = @dual_encoder.DualEncoderModel()`), else the encoder-decoder of `MODEL_CONFIG`."""
+    from train import models
+
+    try:
+        reference = gin.query_parameter(f"%{macro}")
+    except ValueError:
+        return models.EncoderDecoderModel(model_config_from_gin(config_macro))
+    return models.as_model(reference.scoped_configurable_fn()
+                           if hasattr(reference, "scoped_configurable_fn") else reference)
 
 
 def task_modules(extra: Sequence[str] = ()) -> list[str]:
@@ -119,18 +144,33 @@ def finalize() -> None:
         raise ValueError(message) from None
 
 
-def write_config(model_dir: str, modules: Sequence[str] = ()) -> None:
-    """The operative config (what the run actually used), atomically, on process 0."""
+def write_config(model_dir: str, modules: Sequence[str] = ()) -> str | None:
+    """The operative config (what the run actually used), atomically, on process 0.
+
+    An existing `config.gin` is never overwritten: it records how the run started. A restart
+    whose operative config differs writes it beside, as `config.<n>.gin` (n = 1, 2, ...), and a
+    restart with the same config writes nothing. Returns the file written (None if none).
+    """
     import jax  # not at import time: train.inspect sets XLA_FLAGS before JAX starts
 
     if jax.process_index() != 0:
-        return
+        return None
     directory = epath.Path(model_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (CONFIG_FILE + ".tmp")
     text = gin.operative_config_str()
     if modules:
         text += (f"\n# Imported to register the seqio tasks:\n"
                  f"{TASK_MODULE_MACRO} = {list(modules)!r}\n")
+    target = directory / CONFIG_FILE
+    if target.exists():
+        if target.read_text() == text:
+            return None
+        stem = CONFIG_FILE.removesuffix(".gin")
+        n = 1
+        while (directory / f"{stem}.{n}.gin").exists():
+            n += 1
+        target = directory / f"{stem}.{n}.gin"
+    tmp = directory / (target.name + ".tmp")
     tmp.write_text(text)
-    tmp.replace(directory / CONFIG_FILE)
+    tmp.replace(target)
+    return str(target)

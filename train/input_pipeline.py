@@ -4,10 +4,21 @@ Each process reads only its own shard of the examples (`seqio.ShardInfo`), batch
 `global_batch_size // process_count` of them, and the host batches are assembled into global
 arrays sharded over the mesh's `data` axis.
 
-Resume: the training stream is deterministic for a given seed (seqio's seeded shuffle and
-preprocessing), so starting at step k skips the first k host batches of that same stream
-(`tf.data.Dataset.skip`). Skipping still runs the preprocessing of the skipped examples, which
-is cheap next to a training step for the fine-tuning tasks of this project.
+Shuffling is the source's job: a source that reads into memory (the project's file sources)
+permutes the whole split with the seed each epoch and gives each host every
+`process_count`-th example of that permutation; seqio's window shuffle still runs on top.
+
+Resume: the training stream is deterministic for a given seed (seeded permutation, seqio's
+seeded shuffle and preprocessing), so starting at step k skips the first k host batches of that
+same stream (`tf.data.Dataset.skip`). This replays the preprocessing (and packing) of the
+skipped examples; it is kept because packed batches take a data-dependent number of examples
+and because mixtures sample their tasks statefully, so no example offset can be computed from
+the step alone. Skipping is exact, not approximate.
+
+`train_iterator` returns a `TrainIterator`: close it (or use it in a `with`) so the tf.data
+iterator and its threads are released before the process exits, including after an error.
+`use_cached=None` reads seqio's offline cache (`seqio.scripts.cache_tasks_main`) when every
+task of the mixture has one in seqio's cache directories, and preprocesses on the fly otherwise.
 """
 from __future__ import annotations
 
@@ -34,7 +45,10 @@ class DatasetConfig:
     shuffle: bool = True
     seed: int | None = 0
     pack: bool = True
-    use_cached: bool = False
+    use_cached: bool | None = False  # None: the cache if every task has one
+    # The model's converter (`train.models.BaseModel.feature_converter`); None: seqio's
+    # EncDecFeatureConverter(pack=pack).
+    feature_converter: seqio.FeatureConverter | None = None
 
 
 def host_batch_size(global_batch_size: int, mesh: Mesh) -> int:
@@ -59,17 +73,43 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec("data"))
 
 
-def check_split(mixture_or_task_name: str, split: str) -> None:
-    """Fail before training when a task or mixture has no such split."""
+def get_provider(mixture_or_task_name: str) -> seqio.Task | seqio.Mixture:
+    """The registered task or mixture, or an error that says how it gets registered."""
     try:
-        provider = seqio.get_mixture_or_task(mixture_or_task_name)
+        return seqio.get_mixture_or_task(mixture_or_task_name)
     except ValueError:
         raise ValueError(
             f"mixture_or_task_name {mixture_or_task_name!r} is not registered with seqio; "
             "is the module that registers it imported (MIXTURE_OR_TASK_MODULE)?") from None
+
+
+def check_split(mixture_or_task_name: str, split: str) -> None:
+    """Fail before training when a task or mixture has no such split."""
+    provider = get_provider(mixture_or_task_name)
     if split not in provider.splits:
         raise ValueError(f"split {split!r} is not a split of {mixture_or_task_name!r} "
                          f"(splits: {sorted(provider.splits)})")
+
+
+def _tasks(mixture_or_task_name: str) -> list[seqio.Task]:
+    provider = seqio.get_mixture_or_task(mixture_or_task_name)
+    return list(provider.tasks) if isinstance(provider, seqio.Mixture) else [provider]
+
+
+def resolve_use_cached(mixture_or_task_name: str, use_cached: bool | None) -> bool:
+    """True/False as given (True fails naming the uncached tasks); None: cached if all are."""
+    tasks = _tasks(mixture_or_task_name)
+    uncached = [t.name for t in tasks if not (t.supports_caching and t.cache_dir)]
+    if use_cached is None:
+        return not uncached
+    if use_cached and uncached:
+        dirs = seqio.utils.get_global_cache_dirs()
+        raise ValueError(
+            f"use_cached=True but {', '.join(uncached)} of {mixture_or_task_name!r} has no "
+            f"completed seqio cache in {dirs or 'any cache directory'} (build it with "
+            "seqio.scripts.cache_tasks_main; a task needs a seqio.CacheDatasetPlaceholder "
+            "among its preprocessors to be cacheable)")
+    return bool(use_cached)
 
 
 def host_dataset(cfg: DatasetConfig, mesh: Mesh, *, repeat: bool,
@@ -80,9 +120,9 @@ def host_dataset(cfg: DatasetConfig, mesh: Mesh, *, repeat: bool,
     ds = seqio.get_dataset(
         cfg.mixture_or_task_name,
         task_feature_lengths=dict(cfg.task_feature_lengths),
-        feature_converter=seqio.EncDecFeatureConverter(pack=cfg.pack),
+        feature_converter=cfg.feature_converter or seqio.EncDecFeatureConverter(pack=cfg.pack),
         dataset_split=cfg.split,
-        use_cached=cfg.use_cached,
+        use_cached=resolve_use_cached(cfg.mixture_or_task_name, cfg.use_cached),
         shuffle=cfg.shuffle,
         num_epochs=None if repeat else 1,
         shard_info=seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count()),
@@ -99,14 +139,44 @@ def to_global(host_batch: Mapping[str, np.ndarray], mesh: Mesh) -> Batch:
             for k, v in host_batch.items()}
 
 
-def train_iterator(cfg: DatasetConfig, mesh: Mesh, start_step: int = 0) -> Iterator[Batch]:
+class TrainIterator(Iterator[Batch]):
+    """Endless global batches; close() releases the tf.data iterator (idempotent).
+
+    The dataset is built on the first `next()`, so a data error (a malformed record, a missing
+    file) surfaces there, in the caller's thread.
+    """
+
+    def __init__(self, cfg: DatasetConfig, mesh: Mesh, start_step: int = 0):
+        self._cfg, self._mesh, self._start_step = cfg, mesh, start_step
+        self._it: Iterator[Mapping[str, np.ndarray]] | None = None
+        self._closed = False
+
+    def __next__(self) -> Batch:
+        if self._closed:
+            raise StopIteration
+        if self._it is None:
+            ds = host_dataset(self._cfg, self._mesh, repeat=True)
+            if self._start_step:
+                ds = ds.skip(self._start_step)
+            self._it = iter(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator())
+        return to_global(next(self._it), self._mesh)
+
+    def close(self) -> None:
+        """Drop the tf.data iterator now, not at interpreter teardown."""
+        self._closed = True
+        it, self._it = self._it, None
+        del it
+
+    def __enter__(self) -> TrainIterator:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def train_iterator(cfg: DatasetConfig, mesh: Mesh, start_step: int = 0) -> TrainIterator:
     """Endless global batches; the one yielded first is the batch of step `start_step`."""
-    ds = host_dataset(cfg, mesh, repeat=True)
-    if start_step:
-        ds = ds.skip(start_step)
-    ds = ds.prefetch(tf.data.AUTOTUNE)
-    for host_batch in ds.as_numpy_iterator():
-        yield to_global(host_batch, mesh)
+    return TrainIterator(cfg, mesh, start_step)
 
 
 def _pad_rows(host_batch: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:

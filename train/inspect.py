@@ -164,4 +164,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from train import cli
+
+    cli.run(main, sys.argv[1:], prog="python -m train.inspect")

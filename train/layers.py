@@ -42,7 +42,11 @@ class Dense(nn.Module):
             "kernel", nn.with_logical_partitioning(self.kernel_init, self.kernel_axes),
             (x.shape[-1], self.features), self.param_dtype)
         x = jnp.asarray(x, self.dtype)
-        return jnp.dot(x, jnp.asarray(kernel, self.dtype))
+        # One 2-D [tokens, in] x [in, out] matmul, so the weight gradient x^T dy is a plain
+        # 2-D matmul too. With [batch, length, in] XLA:CPU first copies dy into a transposed
+        # [out, batch, length] layout: a full extra pass over the logits gradient.
+        y = jnp.dot(x.reshape(-1, x.shape[-1]), jnp.asarray(kernel, self.dtype))
+        return y.reshape(x.shape[:-1] + (self.features,))
 
 
 class RMSNorm(nn.Module):
@@ -78,8 +82,10 @@ class Embed(nn.Module):
     def __call__(self, tokens: jax.Array) -> jax.Array:
         if not jnp.issubdtype(tokens.dtype, jnp.integer):
             raise ValueError(f"Embed: token ids must be integers, got dtype {tokens.dtype}")
-        table = jnp.asarray(self.embedding, self.dtype)
-        return constrain(jnp.take(table, tokens, axis=0), ("batch", "length", "embed"))
+        # Gather first, then cast the [batch, length, embed] rows: casting the whole
+        # [vocab, embed] table every step (and its gradient back) is a memory-bound pass.
+        rows = jnp.take(self.embedding, tokens, axis=0).astype(self.dtype)
+        return constrain(rows, ("batch", "length", "embed"))
 
 
 class MlpBlock(nn.Module):

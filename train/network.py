@@ -116,7 +116,10 @@ class Encoder(nn.Module):
     shared_embedding: nn.Module
 
     @nn.compact
-    def __call__(self, tokens: jax.Array, mask: jax.Array, *, deterministic: bool) -> jax.Array:
+    def __call__(self, tokens: jax.Array, mask: jax.Array, *, deterministic: bool,
+                 final_norm: bool = True) -> jax.Array:
+        """`final_norm=False` returns the last layer's residual stream, before `encoder_norm`
+        (sentence embeddings from an inner layer: `train.embedding`)."""
         cfg = self.config
         x = _dropout(cfg, self.shared_embedding(tokens.astype(jnp.int32)), deterministic)
         x = x.astype(cfg.activation_dtype)
@@ -126,6 +129,8 @@ class Encoder(nn.Module):
             param_dtype=cfg.parameter_dtype, name="relpos_bias")(pos, pos)
         x = _run_layers(cfg, EncoderLayer, cfg.num_encoder_layers, x, mask_to_bias(mask),
                         position_bias, deterministic=deterministic)
+        if not final_norm:
+            return x
         x = RMSNorm(name="encoder_norm", **_dtypes(cfg))(x)
         return _dropout(cfg, x, deterministic)
 

@@ -24,6 +24,16 @@ import numpy as np
 from train.config import MT5Config
 
 _STACKS = (("encoder", "num_encoder_layers"), ("decoder", "num_decoder_layers"))
+ENCODER_DECODER = ("encoder", "decoder")
+ENCODER_ONLY = ("encoder",)  # a dual encoder's tree (train.dual_encoder) has no decoder
+
+
+def _stacks(stacks: tuple[str, ...]) -> list[tuple[str, str]]:
+    known = dict(_STACKS)
+    unknown = [s for s in stacks if s not in known]
+    if unknown or not stacks:
+        raise ValueError(f"stacks={stacks!r}: expected a non-empty subset of {tuple(known)}")
+    return [(s, known[s]) for s in stacks]
 
 
 def _is_axes(x: Any) -> bool:
@@ -98,18 +108,20 @@ def _stack_subtree(tree: Mapping, stack: str, config: MT5Config, field: str) -> 
     return sub
 
 
-def scan_params(tree: Mapping, config: MT5Config) -> dict:
-    """Per-layer `layers_{i}` subtrees -> one stacked `layers` subtree, in both stacks."""
+def scan_params(tree: Mapping, config: MT5Config,
+                stacks: tuple[str, ...] = ENCODER_DECODER) -> dict:
+    """Per-layer `layers_{i}` subtrees -> one stacked `layers` subtree, in each of `stacks`."""
     out = dict(tree)
-    for stack, field in _STACKS:
+    for stack, field in _stacks(stacks):
         out[stack] = _stack_subtree(tree, stack, config, field)
     return out
 
 
-def unscan_params(tree: Mapping, config: MT5Config) -> dict:
+def unscan_params(tree: Mapping, config: MT5Config,
+                  stacks: tuple[str, ...] = ENCODER_DECODER) -> dict:
     """Stacked `layers` subtree -> `layers_{i}` subtrees (the released checkpoint layout)."""
     out = dict(tree)
-    for stack, field in _STACKS:
+    for stack, field in _stacks(stacks):
         if stack not in tree or "layers" not in tree[stack]:
             raise ValueError(f"unscan_params: expected '{stack}/layers', got keys "
                              f"{sorted(tree.get(stack, tree))}")

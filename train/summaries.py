@@ -3,12 +3,15 @@
 Step metrics stay on the device and are summed there between log points; the host reads them
 once per `log_every` steps, so logging adds no per-step synchronisation.
 
-Throughput counts non-padding tokens. Model FLOPs per step follow the 6 * params * tokens rule
-split by stack: 6 * (encoder params * input tokens + decoder params * target tokens), where
-decoder params include the output projection and the shared embedding lookup is not a matmul
-(attention score FLOPs are left out). MFU divides the achieved model FLOP/s by the peak of the
+Throughput counts non-padding tokens. Model FLOPs are `train.flops`'s exact count per input and
+per target token (every matmul, attention included, the embedding lookup not) when the model
+config and feature lengths are given; otherwise the cruder 6 * (encoder params * input tokens +
+decoder params * target tokens). MFU divides the achieved model FLOP/s by the peak of the
 devices: from `PEAK_FLOPS` by device kind, or `peak_flops` when given. With no known peak (the
 CPU) MFU is not reported, only the achieved FLOP/s.
+
+clu (and with it TensorFlow) is imported only when a summary writer is created, so a process
+that only wants the train step does not load TensorFlow through this module.
 """
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ from typing import Any
 
 import jax
 import numpy as np
-from clu import metric_writers
+
+from train import flops as flops_lib
+from train.config import MT5Config
 
 # Dense bf16 peak per device (chip), FLOP/s, matched as a substring of `device.device_kind`.
 PEAK_FLOPS: tuple[tuple[str, float], ...] = (
@@ -48,6 +53,12 @@ def peak_flops_per_device(device_kind: str, override: float | None = None) -> fl
     return None
 
 
+def _summary_writer(logdir: str) -> Any:
+    from clu import metric_writers  # imports TensorFlow: only when summaries are written
+
+    return metric_writers.SummaryWriter(logdir)
+
+
 def stack_param_counts(params: Mapping[str, Any]) -> tuple[int, int]:
     """(encoder, decoder) parameter counts of a t5x tree; the decoder's include logits_dense."""
 
@@ -63,16 +74,23 @@ class TrainSummaries:
 
     def __init__(self, model_dir: str, *, log_every: int, encoder_params: int,
                  decoder_params: int, num_devices: int, device_kind: str,
-                 peak_flops: float | None = None, writer: Any | None = None) -> None:
+                 peak_flops: float | None = None, writer: Any | None = None,
+                 model_config: MT5Config | None = None,
+                 feature_lengths: Mapping[str, int] | None = None) -> None:
         if log_every < 1:
             raise ValueError(f"log_every={log_every!r}: expected >= 1")
         self.log_every = log_every
         self.encoder_params, self.decoder_params = encoder_params, decoder_params
+        if model_config is not None and feature_lengths is not None:
+            self.flops_per_token = flops_lib.per_token_train(
+                model_config, int(feature_lengths["inputs"]), int(feature_lengths["targets"]))
+        else:  # the 6 * params rule: overcounts the embedding, leaves out attention scores
+            self.flops_per_token = (6.0 * encoder_params, 6.0 * decoder_params)
         self.num_devices = num_devices
         peak = peak_flops_per_device(device_kind, peak_flops)
         self.peak_total = None if peak is None else peak * num_devices
         lead = jax.process_index() == 0
-        self.train_writer = writer or (metric_writers.SummaryWriter(f"{model_dir}/train")
+        self.train_writer = writer or (_summary_writer(f"{model_dir}/train")
                                        if lead else None)
         # Created on the first validation, so a run without one leaves no empty event file.
         self.eval_writer = writer
@@ -121,8 +139,9 @@ class TrainSummaries:
         tokens = sums.get("num_input_tokens", 0.0) + sums.get("num_target_tokens", 0.0)
         scalars["tokens_per_second"] = tokens / seconds
         scalars["examples_per_second"] = sums.get("num_examples", 0.0) / seconds
-        flops = 6.0 * (self.encoder_params * sums.get("num_input_tokens", 0.0)
-                       + self.decoder_params * sums.get("num_target_tokens", 0.0))
+        per_input, per_target = self.flops_per_token
+        flops = (per_input * sums.get("num_input_tokens", 0.0)
+                 + per_target * sums.get("num_target_tokens", 0.0))
         scalars["model_flops_per_second"] = flops / seconds
         if self.peak_total:
             scalars["mfu"] = flops / seconds / self.peak_total
@@ -146,7 +165,7 @@ class TrainSummaries:
 
     def write_eval(self, step: int, scalars: Mapping[str, float]) -> None:
         if self.eval_writer is None and self._eval_dir is not None:
-            self.eval_writer = metric_writers.SummaryWriter(self._eval_dir)
+            self.eval_writer = _summary_writer(self._eval_dir)
         if self.eval_writer is not None:
             self.eval_writer.write_scalars(step, dict(scalars))
             self.eval_writer.flush()

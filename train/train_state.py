@@ -15,8 +15,10 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
-from train import network, optimizer, partitioning, scan
+from train import models, optimizer, partitioning
 from train.config import MT5Config
+
+ModelLike = models.BaseModel | MT5Config
 
 
 @flax.struct.dataclass
@@ -33,19 +35,19 @@ def unscanned(config: MT5Config) -> MT5Config:
     return dataclasses.replace(config, scan_layers=False)
 
 
-def to_checkpoint(state: TrainState, config: MT5Config) -> dict[str, Any]:
+def to_checkpoint(state: TrainState, model: ModelLike) -> dict[str, Any]:
     """In-memory state -> t5x tree (unscanned)."""
+    model = models.as_model(model)
     params, slots = state.params, state.opt_state.param_states
-    if config.scan_layers:
-        params, slots = scan.unscan_params(params, config), scan.unscan_params(slots, config)
+    params, slots = model.unscan(params), model.unscan(slots)
     return {"target": params, "state": {"step": state.step, "param_states": slots}}
 
 
-def from_checkpoint(tree: Mapping[str, Any], config: MT5Config) -> TrainState:
+def from_checkpoint(tree: Mapping[str, Any], model: ModelLike) -> TrainState:
     """t5x tree -> in-memory state (scanned when the config is)."""
+    model = models.as_model(model)
     params, slots = tree["target"], tree["state"]["param_states"]
-    if config.scan_layers:
-        params, slots = scan.scan_params(params, config), scan.scan_params(slots, config)
+    params, slots = model.scan(params), model.scan(slots)
     step = jnp.asarray(tree["state"]["step"], jnp.int32)
     # `count` must be its own buffer: the trainer donates the state, and one buffer donated
     # twice in a call crashes.
@@ -63,10 +65,10 @@ class StateLayout:
     checkpoint_shardings: dict[str, Any]
 
 
-def _state_parts(config: MT5Config, mesh: Mesh, rules: partitioning.Rules,
+def _state_parts(model: models.BaseModel, mesh: Mesh, rules: partitioning.Rules,
                  adafactor: optimizer.AdafactorConfig) -> tuple[Any, ...]:
-    axes = network.param_axes(config)
-    shapes = network.abstract_params(config)
+    axes = model.param_axes()
+    shapes = model.abstract_params()
     param_shardings = partitioning.logical_to_sharding(axes, shapes, mesh, rules)
     opt_shapes = optimizer.adafactor_state_shapes(shapes, axes, adafactor)
     opt_shardings = optimizer.optimizer_state_shardings(axes, shapes, mesh, rules, adafactor)
@@ -78,16 +80,17 @@ def _with_sharding(shapes: Any, shardings: Any) -> Any:
                         shapes, shardings)
 
 
-def state_layout(config: MT5Config, mesh: Mesh, rules: partitioning.Rules,
+def state_layout(model: ModelLike, mesh: Mesh, rules: partitioning.Rules,
                  adafactor: optimizer.AdafactorConfig) -> StateLayout:
     """Everything the trainer needs to initialise, jit, restore and save the state."""
-    axes, shapes, p_shard, o_shapes, o_shard = _state_parts(config, mesh, rules, adafactor)
+    model = models.as_model(model)
+    axes, shapes, p_shard, o_shapes, o_shard = _state_parts(model, mesh, rules, adafactor)
     replicated = partitioning.replicated(mesh)
     step_shape = jax.ShapeDtypeStruct((), jnp.int32)
     abstract = TrainState(step_shape, shapes, o_shapes)
     shardings = TrainState(replicated, p_shard, o_shard)
     _, c_shapes, c_p_shard, c_o_shapes, c_o_shard = _state_parts(
-        unscanned(config), mesh, rules, adafactor)
+        model.unscanned(), mesh, rules, adafactor)
     checkpoint_abstract = {"target": c_shapes,
                            "state": {"step": step_shape, "param_states": c_o_shapes.param_states}}
     checkpoint_shardings = {"target": c_p_shard,

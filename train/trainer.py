@@ -16,7 +16,6 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from etils import epath
@@ -26,19 +25,25 @@ from train import (
     checkpoints,
     formats,
     input_pipeline,
-    network,
-    objectives,
+    models,
     optimizer,
     partitioning,
+    preflight,
+    run_identity,
+    steps,
     summaries,
     train_state,
-    train_step,
 )
 from train.config import MT5Config
 from train.formats import result as formats_result
+from train.formats import vocabulary
 
 ORIGIN_FILE = "train_origin.json"
 Schedule = Callable[[jax.Array], jax.Array]
+# Model selection by the task's own metric: called at every validation step with the params
+# (in-memory layout) and the step; returns metrics such as {'task_score': 81.2}, which join the
+# validation loss and token accuracy and can be named by `best_metric`.
+SelectionFn = Callable[[Any, int], Mapping[str, float]]
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -86,17 +91,27 @@ def _make_mesh(mesh: Mesh | None, num_partitions: int | None,
         data_axis_size=data_axis_size, model_axis_size=model_axis_size, devices=devices)
 
 
-def _read_init_checkpoint(path: str, layout: train_state.StateLayout,
-                          optimizer_state: str) -> formats_result.LoadedCheckpoint:
-    """A pretrained checkpoint (t5x legacy, t5x Orbax or Hugging Face) in the checkpoint layout."""
+def _read_init_checkpoint(path: str, model: models.BaseModel, mesh: Mesh,
+                          rules: partitioning.Rules, adafactor: optimizer.AdafactorConfig,
+                          optimizer_state: str, rng: jax.Array,
+                          hf_start_step: int) -> formats_result.LoadedCheckpoint:
+    """A pretrained checkpoint (t5x legacy, t5x Orbax or Hugging Face), read in the layout of
+    the model it holds (`model.pretrained_model()`) and turned into `model`'s tree."""
     if "://" not in path and not epath.Path(path).exists():
         raise FileNotFoundError(f"init_checkpoint {path}: no such directory; expected a t5x "
                                 "checkpoint_<step> directory or a Hugging Face model directory")
+    source = train_state.state_layout(model.pretrained_model(), mesh, rules, adafactor)
     kwargs = {}
     if formats.detect_format(path) != "huggingface":  # HF files hold no optimizer state
-        kwargs["state_target"] = layout.checkpoint_abstract["state"]["param_states"]
-    return formats.load_checkpoint(path, layout.checkpoint_abstract["target"],
-                                   optimizer_state=optimizer_state, **kwargs)
+        kwargs["state_target"] = source.checkpoint_abstract["state"]["param_states"]
+    loaded = formats.load_checkpoint(path, source.checkpoint_abstract["target"],
+                                     optimizer_state=optimizer_state,
+                                     hf_start_step=hf_start_step, **kwargs)
+    slots = loaded.param_states
+    return dataclasses.replace(
+        loaded, params=model.from_pretrained(loaded.params, rng),
+        param_states=None if slots is None else model.from_pretrained(slots, rng, slots=True,
+                                                                      adafactor=adafactor))
 
 
 # ------------------------------------------------------------------------------ train
@@ -106,8 +121,9 @@ def train(
     model_dir: str,
     mixture_or_task_name: str,
     task_feature_lengths: Mapping[str, int],
-    model_config: MT5Config,
+    model_config: MT5Config | None = None,
     train_steps: int,
+    model: models.BaseModel | None = None,
     batch_size: int,
     learning_rate: float | Schedule = 1e-3,
     adafactor: optimizer.AdafactorConfig | None = None,
@@ -123,7 +139,7 @@ def train(
     seed: int = 0,
     shuffle: bool = True,
     pack: bool = True,
-    use_cached: bool = False,
+    use_cached: bool | None = None,
     label_smoothing: float = 0.0,
     z_loss: float = 1e-4,
     loss_normalizing_factor: float | str | None = None,
@@ -135,11 +151,14 @@ def train(
     eval_split: str | None = "validation",
     eval_steps: int | None = None,
     eval_mixture_or_task_name: str | None = None,
-    best_metric: str = "loss",
+    best_metric: str | None = "loss",
     best_mode: str = "min",
+    selection_fn: SelectionFn | None = None,
     log_every: int = 10,
     peak_flops: float | None = None,
     on_start: Callable[[str], None] | None = None,
+    allow_changed_run: bool = False,
+    hf_start_step: int = formats.HF_START_STEP,
 ) -> TrainResult:
     """Train until step `train_steps`, resuming from `model_dir` when it holds a checkpoint.
 
@@ -148,8 +167,18 @@ def train(
     random init. Every `eval_every` steps (default: `save_every`) the validation loss (token
     cross-entropy) and accuracy are computed on `eval_split`; checkpoints are written every
     `save_every` steps and at the end, keeping the last `keep_checkpoints` and the best by
-    `best_metric` ('loss' or 'accuracy', `best_mode` 'min'/'max'). `on_start(model_dir)` is
-    called once the state is ready (the entry point writes its config there).
+    `best_metric` ('loss', 'accuracy', a key of `selection_fn`'s metrics, or None for the last
+    checkpoint only; `best_mode` 'min'/'max'). `selection_fn(params, step)` scores the task's own
+    metric on the selection set (decoding or rank-scoring it) at every validation step.
+    `on_start(model_dir)` is called once the state is ready (the entry point writes its config).
+
+    Before anything is loaded, every file the run needs is checked (`train.preflight`) and,
+    when resuming, the run's identity is compared with `<model_dir>/run_identity.json`
+    (`train.run_identity`): a different task, model, seed, batch, feature lengths, schedule or
+    data stops the run with the differences unless `allow_changed_run=True`.
+
+    `model` is a `train.models` model (the encoder-decoder or the dual encoder); a bare
+    `model_config` means the encoder-decoder of that config.
 
     NaN/inf: each step sets a device-side flag; it is read at every log, validation and
     checkpoint step, and a set flag stops the run with `NonFiniteLossError` naming the first
@@ -163,6 +192,11 @@ def train(
         raise ValueError(f"batch_size={batch_size} is not divisible by "
                          f"num_microbatches={num_microbatches}")
     formats_result.check_choice(init_optimizer_state)
+    if (model is None) == (model_config is None):
+        raise ValueError("train: give exactly one of model= (a train.models model) and "
+                         "model_config= (an MT5Config: the encoder-decoder)")
+    model = model if model is not None else models.EncoderDecoderModel(model_config)
+    model_config = model.config
     eval_every = save_every if eval_every is None else eval_every
     adafactor = adafactor or optimizer.AdafactorConfig()
     model_dir = os.fspath(model_dir)
@@ -178,13 +212,39 @@ def train(
                                    eval_split)
 
     # ---- where the run starts ----------------------------------------------------------
-    resume_step = checkpoints.latest_step(model_dir)
+    # A pretrained table of real size (mT5: 250,112 rows for 250,100 ids) must be read with its
+    # own vocabulary: far fewer ids than rows means the wrong one (e.g. XITT_VOCAB=cpu).
+    pretrained_table = init_checkpoint is not None and model_config.vocab_size >= 32_000
+    vocabulary.check_task_vocabularies(
+        mixture_or_task_name, model_config.vocab_size,
+        max_unused_rows=vocabulary.MT5_ROW_PADDING if pretrained_table else None)
+    if jax.process_index() == 0:
+        checkpoints.clean_stale(model_dir)  # `.deleting` and temporary dirs of a killed run
+    resume_step, damaged = checkpoints.latest_intact_step(model_dir)
+    if resume_step is None and damaged:
+        raise checkpoints.CorruptCheckpointError(
+            f"every checkpoint in {model_dir} is damaged (not starting afresh over them): "
+            + " | ".join(damaged))
+    preflight.check_run_files(
+        mixture_or_task_name=mixture_or_task_name, eval_split=eval_split,
+        eval_mixture_or_task_name=eval_mixture_or_task_name,
+        init_checkpoint=init_checkpoint if resume_step is None else None)
+    run_identity.check_or_record(
+        model_dir, run_identity.make_identity(
+            mixture_or_task_name=mixture_or_task_name, model_config=model_config, seed=seed,
+            batch_size=batch_size, task_feature_lengths=task_feature_lengths,
+            learning_rate=learning_rate, pack=pack, model=type(model).__name__,
+            data_fingerprint=preflight.data_fingerprint(mixture_or_task_name, ["train"])),
+        resuming=resume_step is not None, allow_changed_run=allow_changed_run,
+        write=jax.process_index() == 0)
     origin = _read_origin(model_dir)
     loaded = None
     # Shapes and shardings do not depend on the Adafactor step offset chosen below.
-    layout = train_state.state_layout(model_config, mesh, rules, adafactor)
+    layout = train_state.state_layout(model, mesh, rules, adafactor)
+    init_rng, dropout_rng = jax.random.split(jax.random.key(seed))
     if resume_step is None and init_checkpoint is not None:
-        loaded = _read_init_checkpoint(init_checkpoint, layout, init_optimizer_state)
+        loaded = _read_init_checkpoint(init_checkpoint, model, mesh, rules, adafactor,
+                                       init_optimizer_state, init_rng, hf_start_step)
         origin = {"init_checkpoint": os.fspath(init_checkpoint), "format": loaded.format,
                   "optimizer_state": loaded.optimizer_state, "start_step": loaded.step,
                   "decay_step_offset": loaded.decay_step_offset}
@@ -193,36 +253,24 @@ def train(
     tx = optimizer.adafactor(learning_rate, layout.param_axes, adafactor)
     schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
 
-    model = network.Transformer(model_config)
-    loss_fn = objectives.seq2seq_loss_fn(model, label_smoothing=label_smoothing, z_loss=z_loss,
-                                         loss_normalizing_factor=loss_normalizing_factor)
-    eval_loss_fn = objectives.seq2seq_loss_fn(
-        model, z_loss=0.0, loss_normalizing_factor=objectives.NUM_REAL_TARGET_TOKENS)
     replicated = partitioning.replicated(mesh)
-    batch_sharding = input_pipeline.batch_sharding(mesh)
 
     def jit_in_mesh(fn, **kw):
-        jitted = jax.jit(fn, **kw)
+        return steps.MeshFn(fn, mesh, rules, **kw)
 
-        def call(*args):
-            with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-                return jitted(*args)
-        return call
-
-    to_state = (jit_in_mesh(lambda t: train_state.from_checkpoint(t, model_config),
+    to_state = (jit_in_mesh(lambda t: train_state.from_checkpoint(t, model),
                             out_shardings=layout.shardings)
                 if model_config.scan_layers else
-                (lambda t: train_state.from_checkpoint(t, model_config)))
-    to_tree = (jit_in_mesh(lambda s: train_state.to_checkpoint(s, model_config),
+                (lambda t: train_state.from_checkpoint(t, model)))
+    to_tree = (jit_in_mesh(lambda s: train_state.to_checkpoint(s, model),
                            out_shardings=layout.checkpoint_shardings)
                if model_config.scan_layers else
-               (lambda s: train_state.to_checkpoint(s, model_config)))
+               (lambda s: train_state.to_checkpoint(s, model)))
 
     # ---- init or resume -----------------------------------------------------------------
-    init_rng, dropout_rng = jax.random.split(jax.random.key(seed))
     if resume_step is not None:
-        tree = checkpoints.restore_tree(checkpoints.checkpoint_path(model_dir, resume_step),
-                                        layout.checkpoint_abstract)
+        resume_step, tree, _ = checkpoints.restore_latest_intact(model_dir,
+                                                                 layout.checkpoint_abstract)
         state = to_state(tree)
         _log(f"resumed from {checkpoints.checkpoint_path(model_dir, resume_step)}")
     elif loaded is not None:
@@ -238,7 +286,7 @@ def train(
              f"optimizer state {loaded.optimizer_state})")
     else:
         def init(rng):
-            params = network.init_params(model_config, rng, 2, 2)
+            params = model.init_params(rng)
             return train_state.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
         state = jit_in_mesh(init, out_shardings=layout.shardings)(init_rng)
     if resume_step is None:
@@ -248,37 +296,22 @@ def train(
         on_start(model_dir)
 
     # ---- compiled steps -----------------------------------------------------------------
-    step_fn = train_step.make_train_step(loss_fn, tx, num_microbatches)
-
-    def step_and_flag(state, batch, rng, first_bad):
-        step = state.step
-        state, metrics = step_fn(state, batch, rng)
-        first_bad = jnp.where((first_bad < 0) & (metrics["nonfinite"] > 0), step, first_bad)
-        return state, metrics, first_bad
-
-    run_step = jit_in_mesh(step_and_flag,
-                           in_shardings=(layout.shardings, batch_sharding, replicated, replicated),
-                           out_shardings=(layout.shardings, replicated, replicated),
-                           donate_argnums=(0,))
-    eval_metrics_fn = train_step.make_eval_step(eval_loss_fn)
-
-    def eval_sums(params, batch):
-        m = eval_metrics_fn(params, batch)
-        return {"loss_sum": m["loss"] * m["loss_normalizer"], "tokens": m["loss_normalizer"],
-                "accuracy_numerator": m["accuracy_numerator"],
-                "accuracy_denominator": m["accuracy_denominator"]}
-
-    run_eval = jit_in_mesh(eval_sums, in_shardings=(layout.shardings.params, batch_sharding),
-                           out_shardings=replicated)
+    run_step = steps.jit_train_step(
+        model, tx, layout, mesh, rules, num_microbatches=num_microbatches, track_nonfinite=True,
+        label_smoothing=label_smoothing, z_loss=z_loss,
+        loss_normalizing_factor=loss_normalizing_factor)
+    run_eval = steps.jit_eval_sums(model, layout, mesh, rules)
 
     # ---- data, summaries, checkpoints ---------------------------------------------------
     start = int(state.step)
     data_cfg = input_pipeline.DatasetConfig(
         mixture_or_task_name, task_feature_lengths, "train", batch_size, shuffle=shuffle,
-        seed=seed, pack=pack, use_cached=use_cached)
+        seed=seed, pack=pack, use_cached=use_cached,
+        feature_converter=model.feature_converter(pack))
     eval_cfg = dataclasses.replace(
         data_cfg, mixture_or_task_name=eval_mixture_or_task_name or mixture_or_task_name,
-        split=eval_split or "", shuffle=False)
+        split=eval_split or "", shuffle=False,
+        feature_converter=model.feature_converter(False))
     ckpts = checkpoints.Checkpoints(model_dir, keep=keep_checkpoints, best_metric=best_metric,
                                     best_mode=best_mode)
     encoder_params, decoder_params = summaries.stack_param_counts(
@@ -286,7 +319,10 @@ def train(
     logger = summaries.TrainSummaries(
         model_dir, log_every=log_every, encoder_params=encoder_params,
         decoder_params=decoder_params, num_devices=mesh.size,
-        device_kind=mesh.devices.flat[0].device_kind, peak_flops=peak_flops)
+        device_kind=mesh.devices.flat[0].device_kind, peak_flops=peak_flops,
+        # exact matmul FLOPs (train.flops) for the encoder-decoder; 6 x params otherwise
+        model_config=model_config if model.kind == "encoder_decoder" else None,
+        feature_lengths=task_feature_lengths)
 
     def evaluate(params) -> dict[str, float]:
         totals = None
@@ -331,14 +367,29 @@ def train(
                 with logger.paused():
                     if due_eval:
                         step_eval = eval_scalars = evaluate(state.params)
+                        if selection_fn is not None:
+                            step_eval = eval_scalars = {
+                                **eval_scalars, **_selection_metrics(selection_fn, state.params,
+                                                                     step, eval_scalars)}
                         logger.write_eval(step, eval_scalars)
                     if due_save:
                         ckpts.save(step, to_tree(state), metrics=step_eval)
         finally:
+            batches.close()  # release tf.data now: its teardown at exit can hang
             logger.close()
     return TrainResult(step=int(state.step), train_metrics=train_scalars,
                        eval_metrics=eval_scalars,
                        checkpoint_steps=checkpoints.committed_steps(model_dir))
+
+
+def _selection_metrics(selection_fn: SelectionFn, params: Any, step: int,
+                       validation: Mapping[str, float]) -> dict[str, float]:
+    metrics = {k: float(v) for k, v in selection_fn(params, step).items()}
+    clash = sorted(set(metrics) & set(validation))
+    if clash:
+        raise ValueError(f"selection_fn returned {clash}, which the validation loss already "
+                         "reports; name the task metrics differently (e.g. 'task_score')")
+    return metrics
 
 
 def _log(message: str) -> None:

@@ -10,7 +10,6 @@ hot path). The README table documents every format.
 from __future__ import annotations
 
 import dataclasses
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from xitt_tasks.metrics import classification
+from xitt_tasks.metrics import classification, qa_spans
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
 QQP_LABELS = ("not_duplicate", "duplicate")
@@ -44,15 +43,10 @@ SCHEMAS: dict[str, dict[str, tf.TensorSpec]] = {
 # ----------------------------------------------------------------------------- text helpers
 
 def pad_punctuation(text: str) -> str:
-    """mT5/T5 QA convention: spaces around punctuation; letters, marks, digits kept intact."""
-    out = []
-    for ch in text:
-        cat = unicodedata.category(ch)
-        if ch == "_" or ch.isspace() or cat[0] in "LNM":
-            out.append(ch)
-        else:
-            out.append(f" {ch} ")
-    return " ".join("".join(out).split())
+    """mT5/T5 QA convention: spaces around punctuation; letters, marks, digits kept intact.
+
+    The rule lives in `metrics.qa_spans`, which also maps padded answers back to raw text."""
+    return qa_spans.pad_punctuation(text)
 
 
 def iob2_spans(tokens: Sequence[str], tags: Sequence[str]) -> list[tuple[str, str]]:
@@ -281,11 +275,14 @@ def output_features(vocabulary: seqio.Vocabulary | None = None) -> dict[str, seq
 # ----------------------------------------------------------------------------- task assembly
 
 def task_preprocessors(fmt_name: str, rank: bool = False) -> list[Callable[..., Any]]:
-    """format -> (rank expansion) -> tokenize -> append EOS (trimming to the feature length)."""
+    """format -> (rank expansion) -> tokenize -> [cache] -> append EOS (trimming to the feature
+    length). Everything before the placeholder is what `seqio.scripts.cache_tasks_main` caches
+    offline (Apache Beam); EOS and trimming depend on the run's lengths and stay online."""
     steps: list[Callable[..., Any]] = [format_preprocessor(fmt_name)]
     if rank:
         steps.append(rank_classification)
-    return steps + [seqio.preprocessors.tokenize, seqio.preprocessors.append_eos_after_trim]
+    return steps + [seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
+                    seqio.preprocessors.append_eos_after_trim]
 
 
 def add_task(name: str, source: seqio.DataSource, fmt_name: str, *,

@@ -1,7 +1,7 @@
 """The nine English intermediate tasks (`xitt.inter.*`) and their multi-task mixture.
 
 Each task has `train` and `validation` splits read from the original releases under the data
-root (see xitt_tasks/data/sample/README.md) or, where a builder exists, from pinned TFDS.
+root (see xitt_tasks/data/README.md) or, where a builder exists, from pinned TFDS.
 Multiple-choice tasks also get a `.rank` variant (validation only) scored by likelihood.
 """
 from __future__ import annotations

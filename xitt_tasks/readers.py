@@ -23,6 +23,25 @@ PathLike = str | os.PathLike
 _LAYOUT_HINT = "see xitt_tasks/data/README.md for the expected data-root layout"
 
 
+class MissingFieldError(DataFormatError, KeyError):
+    """A record lacks a field its reader needs. Still a KeyError for callers that catch one."""
+
+    __str__ = ValueError.__str__
+
+
+class JsonRecord(dict):
+    """A JSON object read from `path` at `line`: a missing field names the file, the line and
+    the field (DataFormatError) instead of a bare KeyError."""
+
+    def __init__(self, record: dict, path: str, line: int):
+        super().__init__(record)
+        self.path, self.line = path, line
+
+    def __missing__(self, key: str) -> Any:
+        raise MissingFieldError(self.path, self.line, f"a field {key!r}",
+                                f"an object with the fields {', '.join(map(str, self)) or 'none'}")
+
+
 class _SkipCounter:
     """Counts skipped records; logs one warning at the end of a read."""
 
@@ -245,7 +264,7 @@ def read_jsonl(path: PathLike, *, skip_malformed: bool = False) -> Iterator[dict
             skips.handle(DataFormatError(path, number, "one JSON object per line",
                                          type(record).__name__))
             continue
-        yield record
+        yield JsonRecord(record, path, number)
     skips.report()
 
 
@@ -279,7 +298,7 @@ def _jsonl_records(
         except DataFormatError as e:
             skips.handle(e)
             continue
-        yield number, record, skips
+        yield number, JsonRecord(record, path, number), skips
     skips.report()
 
 

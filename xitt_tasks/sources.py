@@ -9,6 +9,13 @@ Settings, read when a dataset is created (not at import), so one process can swi
   XITT_SOURCE    `files` (default) or `tfds`: where a task that has a pinned TFDS builder reads
                  from. Tasks with no builder always read files. TFDS sources are read-only: they
                  never download or build (run `tfds build` yourself; TFDS_DATA_DIR locates it).
+
+Files are parsed once per process into memory (columns of tensors; ANLI+ is ~1.1M examples)
+when a dataset is created, so a malformed record fails there, in the caller's thread, with its
+file and line. A shuffled read is a full uniform permutation of the split, drawn anew each
+epoch from the seed (not seqio's 1,000-example window: SQuAD is ordered by article and SNLI by
+caption); a sharded read (`ShardInfo`) takes every `num_shards`-th example of that permutation,
+so the hosts of one run (same seed) cover each example exactly once per epoch.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import seqio
 import tensorflow as tf
 
@@ -104,23 +112,46 @@ class XittSource(seqio.DataSource):
             if not path.exists():
                 raise FileNotFoundError(
                     2, f"expected data file not found: {path} (data root {root}, set by "
-                    f"${DATA_DIR_ENV}; layout in xitt_tasks/data/sample/README.md)", str(path))
+                    f"${DATA_DIR_ENV}; layout in xitt_tasks/data/README.md)", str(path))
         return paths
+
+    def required_files(self, split: str) -> list[str]:
+        """The files a `files` read of `split` needs (none for TFDS): for preflight checks."""
+        if self.resolved_kind() == "tfds":
+            return []
+        if split not in self.files:
+            raise ValueError(f"unknown split {split!r}; this source has {list(self.files)}")
+        root = data_root()
+        return [str(root / rel) for rel in self.files[split]]
+
+    def examples(self, split: str) -> dict[str, Column]:
+        """Every raw example of `split` as columns (one tensor per schema field), read once
+        per process and reused while the files are unchanged."""
+        paths = self.paths(split)
+        key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+        return _read_columns(self.read, self.family, key)
 
     def get_dataset(self, split: str = "train", shuffle: bool = True, seed: int | None = None,
                     shard_info: seqio.ShardInfo | None = None, *, sequence_length=None,
                     use_cached: bool = False, num_epochs: int | None = 1) -> tf.data.Dataset:
         del sequence_length, use_cached, num_epochs
+        sharded = shard_info is not None and shard_info.num_shards > 1
         if self.resolved_kind() == "tfds":
             ds = self._tfds_dataset(split, shuffle, seed)
-        else:
-            paths = self.paths(split)
-            ds = tf.data.Dataset.from_generator(
-                functools.partial(self.read, paths),
-                output_signature=formats.SCHEMAS[self.family])
-        if shard_info and shard_info.num_shards > 1:
-            ds = ds.shard(shard_info.num_shards, shard_info.index)
-        return ds
+            return ds.shard(shard_info.num_shards, shard_info.index) if sharded else ds
+        columns = self.examples(split)
+        num = _num_rows(columns)
+        index = tf.data.Dataset.range(num)
+        if shuffle and num > 1:
+            if seed is None and sharded:
+                raise ValueError("a shuffled, sharded read needs a seed shared by every host "
+                                 "(seed=None would give each host its own permutation)")
+            # A full permutation, reshuffled each epoch (each iteration of the dataset).
+            index = index.shuffle(num, seed=seed, reshuffle_each_iteration=True)
+        if sharded:
+            index = index.shard(shard_info.num_shards, shard_info.index)
+        return index.map(functools.partial(_row, columns),
+                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def _tfds_dataset(self, split: str, shuffle: bool, seed: int | None) -> tf.data.Dataset:
         assert self.tfds is not None
@@ -141,9 +172,68 @@ class XittSource(seqio.DataSource):
         return ds.map(adapt, num_parallel_calls=tf.data.AUTOTUNE)
 
     def count(self, split: str) -> int:
-        """Number of raw examples in `split` (iterates the data; meant for small data)."""
+        """Number of raw examples in `split` (reads the data)."""
+        if self.resolved_kind() == "files":
+            return _num_rows(self.examples(split))
         return int(self.get_dataset(split, shuffle=False).reduce(0, lambda n, _: n + 1))
 
     def __repr__(self) -> str:
         tfds_name = self.tfds.name if self.tfds else None
         return f"XittSource(family={self.family}, files={self.files}, tfds={tfds_name})"
+
+
+# A column: a tensor with one row per example, or (flat values, row splits) for list fields.
+Column = tf.Tensor | tuple[tf.Tensor, tf.Tensor]
+
+
+def _num_rows(columns: Mapping[str, Column]) -> int:
+    first = next(iter(columns.values()))
+    return int(first[1].shape[0] - 1 if isinstance(first, tuple) else first.shape[0])
+
+
+def _row(columns: Mapping[str, Column], i: tf.Tensor) -> dict[str, tf.Tensor]:
+    out = {}
+    for name, column in columns.items():
+        if isinstance(column, tuple):
+            flat, splits = column
+            out[name] = flat[splits[i]:splits[i + 1]]
+        else:
+            out[name] = column[i]
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _read_columns(read: Reader, family: str, key: tuple[tuple[str, int, int], ...]
+                  ) -> dict[str, Column]:
+    """Run `read` over the files of `key` and stack its examples into one tensor per field.
+
+    Cached on (reader, files with size and mtime): validation every few hundred steps and each
+    epoch reuse the parse.
+    """
+    schema = formats.SCHEMAS[family]
+    values: dict[str, list[Any]] = {name: [] for name in schema}
+    paths = [Path(p) for p, _, _ in key]
+    for n, example in enumerate(read(paths)):
+        for name, spec in schema.items():
+            if name not in example:
+                raise ValueError(f"{paths[0]}: reader {getattr(read, '__name__', read)!r} gave "
+                                 f"example {n} without the field {name!r} of the {family!r} "
+                                 f"schema")
+            value = example[name]
+            if value is None and spec.shape.rank == 1:
+                value = []
+            elif value is None:
+                raise ValueError(f"{paths[0]}: example {n} has no value for {name!r} "
+                                 f"(expected {spec.dtype.name})")
+            values[name].append(value)
+    columns: dict[str, Column] = {}
+    for name, spec in schema.items():
+        column = values[name]
+        if spec.shape.rank == 0:
+            columns[name] = tf.constant(column, dtype=spec.dtype, shape=[len(column)])
+        else:
+            flat = [v for row in column for v in row]
+            splits = np.cumsum([0] + [len(row) for row in column], dtype=np.int64)
+            columns[name] = (tf.constant(flat, dtype=spec.dtype, shape=[len(flat)]),
+                             tf.constant(splits))
+    return columns

@@ -10,7 +10,7 @@ import tensorflow as tf
 from xitt_tasks import formats, languages, readers
 from xitt_tasks.formats import add_task, register_target_mixtures
 from xitt_tasks.intermediate import squad_tfds
-from xitt_tasks.metrics import mlqa, squad
+from xitt_tasks.metrics import mlqa, qa_spans, squad
 from xitt_tasks.sources import TfdsSpec, XittSource
 
 TYDIQA_NAMES = {"en": "english", "ar": "arabic", "bn": "bengali", "fi": "finnish",
@@ -39,8 +39,29 @@ def _squad_v11_source() -> XittSource:
                                squad_tfds))
 
 
+def qa_postprocess(output: Any, example: Mapping[str, Any] | None = None,
+                   is_target: bool = False) -> Any:
+    """Raw and padded answers side by side, so the metric scores raw strings (official).
+
+    Targets: `{'answers': [raw golds], 'answers_padded': [padded golds]}`; predictions:
+    `{'text': the generated padded answer, 'answer': its raw span of the example's context}`
+    (`qa_spans.answer_span`). `metrics.squad` reports the raw numbers as `exact_match`/`f1`
+    and the padded ones as `exact_match_padded`/`f1_padded`. Without an example (no context)
+    the output is returned unchanged.
+    """
+    if example is None:
+        return output
+    if is_target:
+        raw = formats.strings(example["answers"])
+        return {"answers": raw, "answers_padded": formats.qa_postprocess(
+            output, example=example, is_target=True)}
+    text = output.decode("utf-8") if isinstance(output, bytes) else str(output)
+    context = formats.strings([example["context"]])[0]
+    return {"text": text, "answer": qa_spans.answer_span(text, context).text}
+
+
 def _qa_task(name: str, src: XittSource, metric: Any) -> None:
-    add_task(name, src, "qa", postprocess_fn=formats.qa_postprocess, metric_fns=[metric])
+    add_task(name, src, "qa", postprocess_fn=qa_postprocess, metric_fns=[metric])
 
 
 def register() -> None:

@@ -10,6 +10,11 @@
 
 Real runs set XITT_VOCAB=mt5 (or a local copy's path); the default exists for offline tests and
 the CPU study, whose models are trained from scratch with it.
+
+This is the only module that builds vocabularies, for tasks and checkpoints alike; the runtime
+takes the task's vocabulary object and checks that it fits the model
+(`train.formats.vocabulary.check_vocab_fits_model`). `write_mt5_shaped_model` writes an offline
+stand-in with the released model's shape (250,100 pieces, same special and sentinel ids).
 """
 
 import functools
@@ -22,6 +27,9 @@ import seqio
 VOCAB_ENV = "XITT_VOCAB"
 DEFAULT_VOCAB = "cpu"
 MT5_VOCAB_PATH = "gs://t5-data/vocabs/mc4.250000.100extra/sentencepiece.model"
+MT5_PIECES = 250_000  # ordinary pieces, pad/eos/unk included
+MT5_SENTINELS = 100  # <extra_id_99> ... <extra_id_0>, the model's last pieces
+MT5_VOCAB_SIZE = MT5_PIECES + MT5_SENTINELS  # 250,100 ids (the embedding has 250,112 rows)
 CPU_MODEL_PATH = Path(__file__).resolve().parent / "vocab" / "cpu_sentencepiece.model"
 CPU_EXTRA_IDS = 100
 CPU_MAX_VOCAB = 2048
@@ -98,3 +106,32 @@ def write_cpu_model(path: Path = CPU_MODEL_PATH) -> int:
     _vocabulary.cache_clear()
     return spm.SentencePieceProcessor(model_proto=data).get_piece_size()
 
+
+
+def write_mt5_shaped_model(path: Path) -> int:
+    """Write a SentencePiece model shaped like the released mT5 one, built offline from its
+    protobuf (training 250,000 pieces would take long): pad 0, eos 1, unk 2, no bos,
+    250,000 pieces, then the 100 sentinels as user-defined pieces ending with <extra_id_0>.
+    Returns the piece count. For tests of code that must handle the real vocabulary's size."""
+    from sentencepiece import sentencepiece_model_pb2 as pb
+
+    model = pb.ModelProto()
+    model.trainer_spec.model_type = pb.TrainerSpec.UNIGRAM
+    model.trainer_spec.vocab_size = MT5_VOCAB_SIZE
+    model.trainer_spec.pad_id, model.trainer_spec.eos_id = 0, 1
+    model.trainer_spec.unk_id, model.trainer_spec.bos_id = 2, -1
+    model.normalizer_spec.name = "identity"
+    model.normalizer_spec.add_dummy_prefix = True
+    piece = pb.ModelProto.SentencePiece
+    for text, kind in (("<pad>", piece.CONTROL), ("</s>", piece.CONTROL),
+                       ("<unk>", piece.UNKNOWN)):
+        model.pieces.add(piece=text, type=kind, score=0.0)
+    for i in range(MT5_PIECES - 3):
+        model.pieces.add(piece=f"\u2581w{i}", score=-i / 1000.0)
+    for i in reversed(range(MT5_SENTINELS)):
+        model.pieces.add(piece=f"<extra_id_{i}>", type=piece.USER_DEFINED, score=0.0)
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(model.SerializeToString())
+    os.replace(tmp, path)
+    return len(model.pieces)

@@ -89,7 +89,7 @@ def _records(path):
 def decoded(model_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("decode")
     results = _run(model_dir[0] / "checkpoint_0", out, f"--task={DECODE_TASK}", "--mode=decode")
-    return out, results
+    return out / "checkpoint_0", results
 
 
 def test_decode_writes_every_example_and_metrics(model_dir, decoded):
@@ -129,7 +129,7 @@ def test_sharded_decode_matches_one_device(model_dir, decoded, tmp_path):
     """--num_partitions=2 on the 8 test devices: a 4x2 mesh, params and batch sharded."""
     _run(model_dir[0], tmp_path, f"--task={DECODE_TASK}", "--num_partitions=2")
     one = _records(decoded[0] / predict.PREDICTIONS_FILE)
-    sharded = _records(tmp_path / predict.PREDICTIONS_FILE)
+    sharded = _records(tmp_path / "checkpoint_0" / predict.PREDICTIONS_FILE)
     assert [r["prediction"] for r in sharded] == [r["prediction"] for r in one]
     np.testing.assert_allclose([r["score"] for r in sharded], [r["score"] for r in one],
                                rtol=1e-5)
@@ -138,6 +138,7 @@ def test_sharded_decode_matches_one_device(model_dir, decoded, tmp_path):
 def test_score_mode_on_a_mixture_writes_each_task(model_dir, tmp_path):
     path, params = model_dir
     results = _run(path, tmp_path, f"--task={MIXTURE}", "--mode=score", "--max_examples=6")
+    tmp_path = tmp_path / "checkpoint_0"
     assert set(results) == {DECODE_TASK, SCORE_TASK}
     assert results[DECODE_TASK] == {}  # its metric needs predictions: none in score mode
     assert not (tmp_path / DECODE_TASK / predict.METRICS_FILE).exists()
@@ -182,3 +183,18 @@ def test_one_compilation_serves_every_task_and_the_padded_batch(model_dir, tmp_p
         predict.evaluate_task(task, params, batch_fn, settings, str(tmp_path / task))
         assert len(_records(tmp_path / task / predict.PREDICTIONS_FILE)) == 5
     assert batch_fn._cache_size() == 1
+
+
+def test_a_hugging_face_checkpoint_is_evaluated_directly(model_dir, decoded, tmp_path):
+    """The same weights exported to Hugging Face safetensors decode exactly as our checkpoint;
+    the output directory is named for the HF start step (1,000,000, the released models')."""
+    from train.formats import huggingface
+
+    _, params = model_dir
+    hf_dir = huggingface.write_huggingface(str(tmp_path / "hf"), params, TINY)
+    results = _run(hf_dir, tmp_path / "out", f"--task={DECODE_TASK}")
+    out = tmp_path / "out" / "checkpoint_1000000"
+    ours = _records(decoded[0] / predict.PREDICTIONS_FILE)
+    theirs = _records(out / predict.PREDICTIONS_FILE)
+    assert [r["prediction"] for r in theirs] == [r["prediction"] for r in ours]
+    assert results[DECODE_TASK] == decoded[1][DECODE_TASK]

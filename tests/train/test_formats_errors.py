@@ -1,12 +1,11 @@
 """Wrong checkpoints fail with one message naming the offending parameters and shapes:
 another model size, another vocabulary, truncated or missing arrays, truncated safetensors,
-pickle-only directories, bad options, and vocabularies too large for the model."""
+pickle-only directories and bad options (vocabularies: test_vocab_check.py)."""
 from __future__ import annotations
 
 import dataclasses
 import os
 import shutil
-import warnings
 
 import jax
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 
 from train import network
 from train.config import MT5Config
-from train.formats import huggingface, load_checkpoint, t5x_legacy, vocabulary
+from train.formats import huggingface, load_checkpoint, t5x_legacy
 
 SMALL = MT5Config(vocab_size=512, emb_dim=32, num_heads=2, head_dim=16, mlp_dim=64,
                   num_encoder_layers=2, num_decoder_layers=2, dtype="float32")
@@ -94,8 +93,11 @@ def test_not_a_checkpoint(tmp_path):
     (tmp_path / "checkpoint").write_bytes(b"\x00not msgpack")
     with pytest.raises(ValueError, match="checkpoint: not a readable msgpack"):
         t5x_legacy.read_t5x_legacy(str(tmp_path))
-    with pytest.raises(ValueError, match="not a t5x .* nor a Hugging Face"):
+    with pytest.raises(FileNotFoundError, match="nothing-here: no such checkpoint directory"):
         load_checkpoint(str(tmp_path / "nothing-here"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not a t5x .* nor a Hugging Face.*an empty directory"):
+        load_checkpoint(str(tmp_path / "empty"))
 
 
 # ------------------------------------------------------------------ Hugging Face
@@ -148,30 +150,3 @@ def test_pickle_directory_loads_with_allow_pickle(tmp_path, hf_dir, params):
     loaded = huggingface.read_huggingface(str(tmp_path), allow_pickle=True)
     np.testing.assert_array_equal(loaded.params["decoder"]["logits_dense"]["kernel"],
                                   params["decoder"]["logits_dense"]["kernel"])
-
-
-# ------------------------------------------------------------------ vocabulary
-def _spm_path():
-    import seqio.test_utils
-
-    return os.path.join(seqio.test_utils.TEST_DATA_DIR, "sentencepiece", "sentencepiece.model")
-
-
-def test_vocabulary_too_large_for_the_model_is_refused():
-    path = _spm_path()
-    size = vocabulary.load_vocabulary(path, extra_ids=0).vocab_size + 100
-    assert vocabulary.load_vocabulary(path, model_vocab_size=size).vocab_size == size
-    with pytest.raises(ValueError) as err:
-        vocabulary.load_vocabulary(path, extra_ids=100, model_vocab_size=size - 1)
-    assert path in str(err.value) and f"{size} ids" in str(err.value)
-    assert f"vocab_size is {size - 1}" in str(err.value)
-
-
-def test_vocabulary_much_smaller_than_the_model_warns_and_missing_file():
-    with pytest.warns(UserWarning, match="far fewer than the model's vocab_size 250112"):
-        vocabulary.load_vocabulary(_spm_path(), model_vocab_size=250112)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        vocabulary.load_vocabulary(_spm_path(), model_vocab_size=128)
-    with pytest.raises(FileNotFoundError, match="no-such.model"):
-        vocabulary.load_vocabulary("/nonexistent/no-such.model")

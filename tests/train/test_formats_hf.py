@@ -62,7 +62,9 @@ def test_write_read_identity_sharded_files_and_per_shard_reads(tmp_path, params)
     assert huggingface.config_from_hf(out) == {
         k: getattr(TINY, k) for k in huggingface.config_from_hf(out)}
     loaded = huggingface.read_huggingface(out)
-    assert (loaded.step, loaded.optimizer_state, loaded.param_states) == (0, "reset", None)
+    # No step in HF files: the released models' 1,000,000 pretraining steps by default.
+    assert (loaded.step, loaded.optimizer_state, loaded.param_states) == (
+        huggingface.HF_START_STEP, "reset", None) == (1_000_000, "reset", None)
     _assert_trees_equal(loaded.params, params)
 
     mesh = jax.make_mesh((2, 4), ("data", "model"))
@@ -70,12 +72,12 @@ def test_write_read_identity_sharded_files_and_per_shard_reads(tmp_path, params)
     sharding = NamedSharding(mesh, P("data", "model"))  # transposed on disk: [vocab, embed]
     target["decoder"]["logits_dense"]["kernel"] = jax.ShapeDtypeStruct(
         (64, 2048), jnp.bfloat16, sharding=sharding)
-    sharded = huggingface.read_huggingface(out, target, step=1_000_000)
+    sharded = huggingface.read_huggingface(out, target, step=5)
     kernel = sharded.params["decoder"]["logits_dense"]["kernel"]
     assert kernel.sharding == sharding and kernel.dtype == jnp.bfloat16
     np.testing.assert_array_equal(np.asarray(kernel, np.float32), np.asarray(
         params["decoder"]["logits_dense"]["kernel"].astype(jnp.bfloat16), np.float32))
-    assert sharded.decay_step_offset == 1_000_000
+    assert sharded.step == sharded.decay_step_offset == 5
 
 
 def test_convert_cli_t5x_to_hf_to_t5x(tmp_path, params):

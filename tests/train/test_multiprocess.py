@@ -11,9 +11,6 @@ per-step losses and final parameters must agree to 1e-5.
 import glob
 import json
 import os
-import socket
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -21,56 +18,34 @@ import pytest
 
 from tests.train import multiprocess_worker as worker
 from tests.train import testing_tasks  # noqa: F401  (registers the copy task)
-from train import checkpoints, input_pipeline, network, partitioning, trainer
+from train import checkpoints, input_pipeline, network, partitioning, run_identity, trainer
 
 TIMEOUT_S = 300
-pytestmark = pytest.mark.slow  # about 80 s on 2 cores: two processes train three times
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# About 80 s on 2 cores for the encoder-decoder cluster (two processes train three times);
+# the dual-encoder cluster and its single-process reference: see its test.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> tuple[str, list[dict]]:
     """Run both workers once; their reports, ordered by process index."""
     workdir = str(tmp_path_factory.mktemp("multiprocess"))
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3",
-           "XLA_FLAGS": f"--xla_force_host_platform_device_count={worker.LOCAL_DEVICES}",
-           "PYTHONPATH": root}
-    port = _free_port()
-    procs, logs = [], []
-    for i in range(worker.NUM_PROCESSES):
-        log = open(f"{workdir}/process_{i}.log", "w")
-        logs.append(log)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "tests.train.multiprocess_worker", str(i), str(port), workdir],
-            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT))
     try:
-        for p in procs:
-            p.wait(timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"multi-process workers did not finish in {TIMEOUT_S} s; logs in {workdir}")
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        for log in logs:
-            log.close()
-    for i, p in enumerate(procs):
-        if p.returncode != 0:
-            with open(f"{workdir}/process_{i}.log") as f:
-                tail = f.read()[-4000:]
-            pytest.fail(f"worker {i} exited with {p.returncode}:\n{tail}")
-    reports = []
-    for i in range(worker.NUM_PROCESSES):
-        with open(f"{workdir}/process_{i}.json") as f:
-            reports.append(json.load(f))
-    return workdir, reports
+        return workdir, worker.launch("tests.train.multiprocess_worker", workdir,
+                                      timeout_s=TIMEOUT_S)
+    except RuntimeError as e:
+        pytest.fail(str(e))
+
+
+@pytest.fixture(scope="module")
+def dual_cluster(tmp_path_factory) -> tuple[str, list[dict]]:
+    """Both workers train the dual encoder and restore its checkpoint."""
+    workdir = str(tmp_path_factory.mktemp("multiprocess_dual"))
+    try:
+        return workdir, worker.launch("tests.train.multiprocess_worker", workdir,
+                                      ["dual_encoder"], timeout_s=TIMEOUT_S)
+    except RuntimeError as e:
+        pytest.fail(str(e))
 
 
 def _mesh():
@@ -167,8 +142,8 @@ def test_training_completes_with_one_shared_checkpoint(cluster):
     # One checkpoint directory per step, no leftover temporaries; one copy of each metadata
     # file (each process writes only its own array shards, under ocdbt.process_<i>).
     assert sorted(os.listdir(full)) == sorted([
-        "checkpoint_2", "checkpoint_4", checkpoints.METRICS_FILE, trainer.ORIGIN_FILE, "train",
-        "validation"])
+        "checkpoint_2", "checkpoint_4", checkpoints.METRICS_FILE, trainer.ORIGIN_FILE,
+        run_identity.IDENTITY_FILE, "train", "validation"])
     with open(f"{full}/{checkpoints.METRICS_FILE}") as f:
         assert json.load(f) == {"4": evals[0]}
     for step in (2, 4):
@@ -208,3 +183,44 @@ def test_multi_process_resume_continues_exactly(cluster):
     _assert_trees_close(_params(resumed), _params(full), 1e-6)
     np.testing.assert_allclose(_losses(resumed)[4], _losses(full)[4], atol=1e-6)
 
+
+
+def test_dual_encoder_two_processes_equal_one_and_write_one_restorable_checkpoint(
+        dual_cluster, tmp_path, monkeypatch):
+    """The contrastive loss sees the whole global batch (in-batch negatives across both
+    processes' rows), so two processes must equal one process reading the same two shards."""
+    workdir, reports = dual_cluster
+    model_dir = f"{workdir}/dual"
+    for r in reports:
+        assert r["result"]["step"] == 3 and r["result"]["checkpoint_steps"] == [3]
+    for key in ("loss", "accuracy"):  # the timing metrics differ per process, these must not
+        assert reports[0]["result"]["train_metrics"][key] == \
+            reports[1]["result"]["train_metrics"][key], key
+    assert checkpoints.committed_steps(model_dir) == [3]
+    assert sorted(n for n in os.listdir(model_dir) if n.startswith("checkpoint")) == [
+        "checkpoint_3"]
+    names = os.listdir(f"{model_dir}/checkpoint_3")
+    for marker in ("_CHECKPOINT_METADATA", "_METADATA", "commit_success.txt"):
+        assert names.count(marker) == 1
+    assert {n for n in names if n.startswith("ocdbt.process_")} == {
+        "ocdbt.process_0", "ocdbt.process_1"}
+    assert len(glob.glob(f"{model_dir}/train/events.out.tfevents.*")) == 1
+
+    monkeypatch.setattr(input_pipeline, "train_iterator", _two_shard_iterator)
+    args = worker.dual_encoder_args(str(tmp_path))
+    trainer.train(**args)
+    ref, got = _losses(tmp_path), _losses(model_dir)
+    assert sorted(got) == sorted(ref) == [2, 3]  # (the trainer does not log step 1)
+    np.testing.assert_allclose([got[s] for s in ref], [ref[s] for s in ref], atol=1e-6)
+    model = args["model"].unscanned()
+    ref_params = checkpoints.load_params(str(tmp_path), model.abstract_params())
+    mp_params = checkpoints.load_params(model_dir, model.abstract_params())
+    _assert_trees_close(mp_params, ref_params, 1e-6)
+    # Both processes restored the same (sharded) checkpoint: gathered, it is what was written.
+    flat = {"/".join(str(getattr(k, "key", k)) for k in path): np.asarray(v)
+            for path, v in jax.tree_util.tree_leaves_with_path(mp_params)}
+    for r in reports:
+        assert sorted(r["restored"]) == sorted(flat)
+        for name, value in flat.items():
+            np.testing.assert_array_equal(np.asarray(r["restored"][name], value.dtype), value,
+                                          err_msg=name)

@@ -204,11 +204,13 @@ def test_init_from_a_hugging_face_export(tmp_path):
 
     params = network.init_params(TINY, jax.random.key(7))
     huggingface.write_huggingface(str(tmp_path / "hf"), params, TINY)
+    # HF files carry no step: the released models' 1,000,000 is assumed (a setting), so t5x's
+    # absolute steps mean the same from either format: one step of fine-tuning here.
     result = _train(tmp_path / "run", init_checkpoint=str(tmp_path / "hf"),
-                    init_optimizer_state="reset", train_steps=1, save_every=1)
+                    init_optimizer_state="reset", train_steps=1_000_001, save_every=1)
     origin = json.loads((tmp_path / "run" / trainer.ORIGIN_FILE).read_text())
     assert origin["format"] == "huggingface" and origin["optimizer_state"] == "reset"
-    assert result.step == 1
+    assert origin["start_step"] == 1_000_000 and result.step == 1_000_001
     # One Adafactor step with clipping moves each weight by a bounded relative amount, so the
     # trained embedding stays close to the exported one and far from a fresh random init.
     trained = _final_params(tmp_path / "run")["token_embedder"]["embedding"]

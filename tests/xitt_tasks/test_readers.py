@@ -305,3 +305,20 @@ def test_mewslix_labels(tmp_path):
         readers.read_mewslix_labels(write(tmp_path, "b.json", '{"a1": "Q1"}'))
     with pytest.raises(DataFormatError, match=r"c\.json:2: expected a JSON object"):
         readers.read_mewslix_labels(write(tmp_path, "c.json", '{"a1":\n ]'))
+
+
+# --- a missing JSON field ------------------------------------------------------------------
+
+def test_missing_json_field_names_file_line_and_field(tmp_path):
+    from xitt_tasks.intermediate import read_snli
+
+    path = write(tmp_path, "snli/train.jsonl",
+                 '{"gold_label": "neutral", "sentence1": "a", "sentence2": "b"}\n'
+                 '{"gold_label": "neutral", "sentence1": "a"}\n')
+    with pytest.raises(DataFormatError) as e:
+        list(read_snli([path]))
+    assert str(e.value) == (f"{path}:2: expected a field 'sentence2', got an object with the "
+                            "fields gold_label, sentence1")
+    assert isinstance(e.value, KeyError)  # callers that catch KeyError still do
+    record = next(readers.read_jsonl(path))
+    assert record.get("absent") is None and dict(record)["sentence1"] == "a"

@@ -59,3 +59,15 @@ def test_setting_selects_the_vocabulary(monkeypatch, tmp_path):
     monkeypatch.setenv(vocab.VOCAB_ENV, str(tmp_path / "missing.model"))
     with pytest.raises(ValueError, match="XITT_VOCAB.*missing.model.*expected 'mt5', 'cpu'"):
         vocab.get_vocabulary()
+
+
+def test_mt5_shaped_model_yields_250100_ids(tmp_path):
+    # The released model holds its 100 sentinels: read with no extra ids, like mT5's tasks.
+    path = tmp_path / "mt5_shaped.model"
+    assert vocab.write_mt5_shaped_model(path) == 250_100
+    sp = spm.SentencePieceProcessor(model_file=str(path))
+    assert (sp.pad_id(), sp.eos_id(), sp.unk_id(), sp.bos_id()) == (0, 1, 2, -1)
+    v = vocab.get_vocabulary(str(path))
+    assert v.extra_ids == 0 and v.vocab_size == vocab.MT5_VOCAB_SIZE == 250_100
+    assert v.decode([250_099]) == "<extra_id_0>" and v.decode([250_000]) == "<extra_id_99>"
+    assert v.encode("w5 w17") == [8, 20]  # ordinary pieces after pad, eos, unk

@@ -2,8 +2,9 @@
 Hugging Face safetensors) into the t5x parameter tree, and write t5x-legacy and Hugging Face
 checkpoints back. Every reader returns a `result.LoadedCheckpoint`.
 
-Modules: report (tree comparison before reading), result (the load result, sharded array
-building), t5x_legacy, t5x_orbax, huggingface, vocabulary, convert (the CLI).
+Modules: fs (the one filesystem layer, local and gs://), report (tree comparison before
+reading), result (the load result, sharded array building), t5x_legacy, t5x_orbax,
+huggingface, vocabulary (does a task's vocabulary fit the model), convert (the CLI).
 """
 from __future__ import annotations
 
@@ -12,18 +13,27 @@ from collections.abc import Mapping
 from typing import Any
 
 FORMATS = ("t5x_legacy", "t5x_orbax", "huggingface")
+HF_START_STEP = 1_000_000  # = huggingface.HF_START_STEP (kept here: no import at package load)
 
 
 def detect_format(path: str) -> str:
-    """Which reader a directory needs, from the files it holds."""
-    from train.formats import huggingface, t5x_legacy, t5x_orbax
+    """Which reader a directory needs, from the files it holds (local or gs:// alike, through
+    `fs`): a msgpack `checkpoint` is legacy t5x, safetensors / PyTorch weights are Hugging
+    Face, Orbax's `_METADATA` (in the directory or its only item subdirectory) is t5x Orbax."""
+    from train.formats import fs, huggingface, t5x_legacy, t5x_orbax
 
     path = os.fspath(path).rstrip("/")
-    if path.startswith("gs://") or os.path.isfile(os.path.join(path, t5x_legacy.CHECKPOINT_FILE)):
+    root = fs.path(path)
+    if not root.is_dir():
+        if root.is_file() and root.name == t5x_legacy.CHECKPOINT_FILE:
+            return "t5x_legacy"
+        raise FileNotFoundError(f"{path}: no such checkpoint directory; expected one of "
+                                f"formats {FORMATS}.")
+    if (root / t5x_legacy.CHECKPOINT_FILE).is_file():
         return "t5x_legacy"
     hf_files = (huggingface.SAFETENSORS, huggingface.SAFETENSORS_INDEX, huggingface.PICKLE,
                 huggingface.PICKLE_INDEX)
-    if any(os.path.exists(os.path.join(path, f)) for f in hf_files):
+    if any((root / f).exists() for f in hf_files):
         return "huggingface"
     try:
         t5x_orbax.find_pytree_dir(path)
@@ -31,7 +41,8 @@ def detect_format(path: str) -> str:
     except (ValueError, FileNotFoundError):
         pass
     raise ValueError(f"{path}: not a t5x (legacy or Orbax) nor a Hugging Face checkpoint "
-                     f"directory; expected one of formats {FORMATS}.")
+                     f"directory; expected one of formats {FORMATS}; found "
+                     f"{fs.listdir(path)[:10] or 'an empty directory'}.")
 
 
 def load_checkpoint(
@@ -41,11 +52,14 @@ def load_checkpoint(
     format: str = "auto",  # noqa: A002  (the user-facing name)
     optimizer_state: str = "restore",
     state_target: Mapping[str, Any] | None = None,
+    hf_start_step: int = HF_START_STEP,
     **kwargs: Any,
 ):
     """Read any supported checkpoint; see the per-format readers for the arguments.
 
-    Hugging Face checkpoints have no optimizer state: for them 'restore' is an error.
+    Hugging Face checkpoints have no optimizer state ('restore' is an error for them) nor a
+    step: they start at `hf_start_step` (default 1,000,000, the released mT5 models'
+    pretraining steps), so absolute t5x-style step counts mean what t5x users expect.
     """
     from train.formats import huggingface, t5x_legacy, t5x_orbax
 
@@ -58,5 +72,5 @@ def load_checkpoint(
                                         state_target=state_target, **kwargs)
     if fmt == "huggingface":
         return huggingface.read_huggingface(path, target, optimizer_state=optimizer_state,
-                                            **kwargs)
+                                            step=hf_start_step, **kwargs)
     raise ValueError(f"format={format!r}: expected 'auto' or one of {FORMATS}.")

@@ -22,7 +22,7 @@ import jax
 import ml_dtypes  # noqa: F401  (bfloat16 for safetensors' numpy backend)
 import numpy as np
 
-from train.formats import report
+from train.formats import fs, report
 from train.formats.result import (
     LoadedCheckpoint,
     build_array,
@@ -36,6 +36,14 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE = "pytorch_model.bin"
 PICKLE_INDEX = "pytorch_model.bin.index.json"
 CONFIG = "config.json"
+# Released mT5 checkpoints were pretrained for 1,000,000 steps; t5x steps are absolute, so a
+# fine-tuning run from them starts there (TRAIN_STEPS=1_008_000 means 8,000 steps of training).
+HF_START_STEP = 1_000_000
+# config.json field -> MT5Config field, for the dimensions the weights determine.
+_HF_DIMS = {"vocab_size": "vocab_size", "d_model": "emb_dim", "num_heads": "num_heads",
+            "d_kv": "head_dim", "d_ff": "mlp_dim", "num_layers": "num_encoder_layers",
+            "num_decoder_layers": "num_decoder_layers",
+            "relative_attention_num_buckets": "relpos_buckets"}
 # Present in HF files but carrying no weights of their own (tied to `shared`, or unused).
 TIED_INPUT_EMBEDDINGS = ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight")
 IGNORED = ("decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight",)
@@ -92,11 +100,15 @@ class _Source:
         self._handles: dict[str, Any] = {}
         self._where: dict[str, str] = {}
         self._torch: dict[str, Any] = {}
-        if os.path.exists(os.path.join(directory, SAFETENSORS_INDEX)):
+
+        def exists(name: str) -> bool:
+            return fs.path(directory).joinpath(name).exists()
+
+        if exists(SAFETENSORS_INDEX):
             self._open_safetensors(self._index_files(SAFETENSORS_INDEX))
-        elif os.path.exists(os.path.join(directory, SAFETENSORS)):
+        elif exists(SAFETENSORS):
             self._open_safetensors({SAFETENSORS: None})
-        elif any(os.path.exists(os.path.join(directory, f)) for f in (PICKLE, PICKLE_INDEX)):
+        elif exists(PICKLE) or exists(PICKLE_INDEX):
             if not allow_pickle:
                 raise ValueError(
                     f"{directory}: only PyTorch pickle weights ({PICKLE}) here. Unpickling can "
@@ -104,21 +116,20 @@ class _Source:
                     "safetensors (transformers: model.save_pretrained(dir)) or pass "
                     "allow_pickle=True (then read with torch.load(weights_only=True))."
                 )
-            index = PICKLE_INDEX if os.path.exists(os.path.join(directory, PICKLE_INDEX)) else None
+            index = PICKLE_INDEX if exists(PICKLE_INDEX) else None
             self._load_pickles(self._index_files(index) if index else {PICKLE: None})
         else:
-            present = sorted(os.listdir(directory)) if os.path.isdir(directory) else "missing"
+            present = fs.listdir(directory) if fs.path(directory).is_dir() else "missing"
             raise FileNotFoundError(
                 f"{directory}: no Hugging Face weights (expected {SAFETENSORS}, "
                 f"{SAFETENSORS_INDEX} or, with allow_pickle=True, {PICKLE}); found {present}."
             )
 
     def _index_files(self, index: str) -> dict[str, list[str]]:
-        path = os.path.join(self.directory, index)
+        path = fs.join(self.directory, index)
         try:
-            with open(path) as f:
-                weight_map = json.load(f)["weight_map"]
-        except (OSError, ValueError, KeyError) as e:
+            weight_map = json.loads(fs.path(path).read_text())["weight_map"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise ValueError(f"{path}: not a Hugging Face weight index ({e}).") from e
         files: dict[str, list[str]] = {}
         for name, file in weight_map.items():
@@ -129,11 +140,11 @@ class _Source:
         from safetensors import safe_open
 
         for file, expected in files.items():
-            path = os.path.join(self.directory, file)
-            if not os.path.exists(path):
+            path = fs.join(self.directory, file)
+            if not fs.path(path).exists():
                 raise FileNotFoundError(f"{path}: listed in the weight index but missing.")
             try:
-                handle = safe_open(path, framework="numpy")
+                handle = safe_open(fs.local_file(path), framework="numpy")
                 names = list(handle.keys())
             except Exception as e:  # noqa: BLE001  (SafetensorError is not exported)
                 raise ValueError(f"{path}: unreadable safetensors file, truncated or corrupted "
@@ -149,9 +160,10 @@ class _Source:
         import torch  # optional extra; only reached with allow_pickle=True
 
         for file in files:
-            path = os.path.join(self.directory, file)
+            path = fs.join(self.directory, file)
             try:
-                self._torch.update(torch.load(path, map_location="cpu", weights_only=True,
+                self._torch.update(torch.load(fs.local_file(path), map_location="cpu",
+                                              weights_only=True,
                                               mmap=True))
             except Exception as e:  # noqa: BLE001
                 raise ValueError(f"{path}: cannot load with torch.load(weights_only=True): "
@@ -183,10 +195,11 @@ _SAFETENSORS_DTYPES = {"F32": "float32", "F16": "float16", "BF16": "bfloat16", "
 # ---------------------------------------------------------------- reading
 def config_from_hf(path: str) -> dict[str, Any]:
     """MT5Config keyword arguments from a Hugging Face `config.json`."""
-    file = os.path.join(path, CONFIG) if os.path.isdir(path) else path
+    file = fs.join(path, CONFIG) if fs.path(path).is_dir() else os.fspath(path)
     try:
-        with open(file) as f:
-            hf = json.load(f)
+        hf = json.loads(fs.path(file).read_text())
+        if not isinstance(hf, dict):
+            raise ValueError(f"expected a JSON object, got {type(hf).__name__}")
     except (OSError, ValueError) as e:
         raise ValueError(f"{file}: cannot read the Hugging Face config ({e}).") from e
     if hf.get("feed_forward_proj", "gated-gelu") != "gated-gelu":
@@ -200,9 +213,32 @@ def config_from_hf(path: str) -> dict[str, Any]:
             "num_decoder_layers": int(hf.get("num_decoder_layers") or hf["num_layers"]),
             "relpos_buckets": int(hf.get("relative_attention_num_buckets", 32)),
             "relpos_max_distance": int(hf.get("relative_attention_max_distance", 128)),
+            **({"dropout_rate": float(hf["dropout_rate"])} if "dropout_rate" in hf else {}),
         }
     except KeyError as e:
         raise ValueError(f"{file}: missing field {e} (expected an MT5Config).") from e
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{file}: a field has a value of the wrong type ({e}).") from e
+
+
+def _declared_config(path: str) -> dict[str, Any]:
+    """MT5Config fields of the directory's config.json; {} when it has none."""
+    if not fs.path(path).joinpath(CONFIG).exists():
+        return {}
+    return config_from_hf(path)
+
+
+def check_config_matches(declared: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]],
+                         source: str) -> None:
+    """Raise ValueError naming every config field that the weights' shapes contradict."""
+    implied = report.infer_dims(shapes)
+    hf_name = {v: k for k, v in _HF_DIMS.items()}
+    wrong = [f"{hf_name[k]}={declared[k]} but the weights have {implied[k]}"
+             for k in _HF_DIMS.values() if k in declared and k in implied and implied[k]
+             and declared[k] != implied[k]]
+    if wrong:
+        raise ValueError(f"{source} contradicts the weights: {'; '.join(wrong)}. Fix or remove "
+                         "config.json (the weights' shapes decide the model size).")
 
 
 def _index_t(index: tuple[slice, ...], transposed: bool) -> tuple[slice, ...]:
@@ -215,13 +251,16 @@ def read_huggingface(
     *,
     allow_pickle: bool = False,
     optimizer_state: str = "reset",
-    step: int = 0,
+    step: int = HF_START_STEP,
     dtype: Any = None,
 ) -> LoadedCheckpoint:
     """Load an HF mT5 directory into the t5x tree (see `t5x_legacy.read_t5x_legacy`).
 
     HF checkpoints carry no optimizer state nor step: optimizer_state must be 'reset', and
-    `step` (e.g. 1_000_000 for the released pretrained models) sets the decay offset.
+    `step` is the absolute step they stand for (default HF_START_STEP = 1,000,000, the
+    released models' pretraining steps); it is also the Adafactor decay offset.
+    A config.json that contradicts the weights' shapes, and weights with a parameter missing
+    (of the layers config.json, or else the weights, declare), are refused with the names.
     """
     check_choice(optimizer_state)
     if optimizer_state != "reset":
@@ -229,7 +268,10 @@ def read_huggingface(
                          "optimizer_state='reset'.")
     source = _Source(os.fspath(path), allow_pickle)
     names = source.names()
-    mapping = name_map(_num_blocks(names, "encoder"), _num_blocks(names, "decoder"))
+    declared = _declared_config(path)
+    mapping = name_map(
+        declared.get("num_encoder_layers") or _num_blocks(names, "encoder"),
+        declared.get("num_decoder_layers") or _num_blocks(names, "decoder"))
     known = {hf for hf, _, _ in mapping} | set(TIED_INPUT_EMBEDDINGS) | set(IGNORED)
     present = set(names)
     found: dict[str, report.Meta] = {}
@@ -240,6 +282,15 @@ def read_huggingface(
             found[t5x] = (tuple(reversed(shape)) if transposed else shape, dt)
             plan[t5x] = (hf, transposed)
     unknown = {f"(hf) {n}": source.meta(n) for n in names if n not in known}
+    if declared:
+        check_config_matches(declared, {n: m[0] for n, m in found.items()},
+                             fs.join(path, CONFIG))
+    missing = [(hf, t5x) for hf, t5x, _ in mapping if t5x not in found]
+    if missing and target is None:
+        shown = ", ".join(f"{hf} ({t5x})" for hf, t5x in missing[:8])
+        more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
+        raise ValueError(f"{path}: {len(missing)} tensor(s) missing from the Hugging Face "
+                         f"weights: {shown}{more}; a truncated or partial export?")
     if target is not None:
         report.check({**found, **unknown}, report.expected_meta(target), source=path)
     elif unknown:

@@ -5,7 +5,8 @@ The msgpack holds `{'version': 3, 'optimizer': {'target': params, 'state': {'ste
 'param_states'}}}` encoded with flax's msgpack (numpy arrays as extension type 1). Partitioned
 leaves are replaced by a TensorStore spec whose kvstore path is relative to the checkpoint
 directory (the leaf's '/'-path with '.'), so checkpoints stay movable; `gs://` directories
-use the gcs kvstore with the bucket taken from the directory. Reading builds each global
+use TensorStore's gcs kvstore with the bucket taken from the directory, every other file goes
+through `fs` (etils.epath). Reading builds each global
 array with `jax.make_array_from_callback`, so a host reads only its own shards and an XXL
 array is never whole on one host.
 """
@@ -23,7 +24,7 @@ import numpy as np
 import tensorstore as ts
 from flax import serialization
 
-from train.formats import report
+from train.formats import fs, report
 from train.formats.result import (
     LoadedCheckpoint,
     build_array,
@@ -83,33 +84,23 @@ def resolve_spec(ckpt_dir: str, spec: Mapping[str, Any], name: str) -> dict[str,
     }
 
 
-def _open_file(path: str, mode: str):
-    if _GCS.match(path):
-        import tensorflow as tf  # gs:// needs tf.io.gfile; local files never import TF
-
-        return tf.io.gfile.GFile(path, mode)
-    return open(path, mode)
-
-
 def _checkpoint_paths(path: str) -> tuple[str, str]:
-    """Accept the checkpoint directory or the msgpack file inside it."""
+    """Accept the checkpoint directory or the msgpack file inside it (local or gs://)."""
     path = str(path).rstrip("/")
-    if path.endswith("/" + CHECKPOINT_FILE) or os.path.isfile(path):
-        return posixpath.dirname(path) if _GCS.match(path) else os.path.dirname(path), path
-    join = posixpath.join if _GCS.match(path) else os.path.join
-    return path, join(path, CHECKPOINT_FILE)
+    if fs.path(path).is_file():
+        return os.fspath(fs.path(path).parent), path
+    return path, fs.join(path, CHECKPOINT_FILE)
 
 
 def read_msgpack(path: str) -> dict[str, Any]:
     """The raw state dict of a legacy checkpoint (TensorStore specs left as dicts)."""
     ckpt_dir, file = _checkpoint_paths(path)
-    if not _GCS.match(file) and not os.path.exists(file):
+    if not fs.path(file).is_file():
         raise FileNotFoundError(
             f"{file}: no legacy t5x checkpoint here (expected a msgpack file named "
             f"'{CHECKPOINT_FILE}' inside checkpoint_<step>/)."
         )
-    with _open_file(file, "rb") as f:
-        data = f.read()
+    data = fs.path(file).read_bytes()
     try:
         state = serialization.msgpack_restore(data)
     except Exception as e:  # noqa: BLE001  (msgpack raises several unrelated types)

@@ -15,32 +15,32 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from train.formats import report
+from train.formats import fs, report
 from train.formats.result import LoadedCheckpoint, check_choice, make_result, target_leaf
 
 _MARKERS = ("_METADATA", "manifest.ocdbt", "_sharding")
 
 
 def _is_pytree_dir(path: str) -> bool:
-    return any(os.path.exists(os.path.join(path, m)) for m in _MARKERS)
+    return any(fs.path(path).joinpath(m).exists() for m in _MARKERS)
 
 
 def find_pytree_dir(path: str, item: str | None = None) -> str:
     """The Orbax PyTree directory: `path` itself, `path/item`, or its only item subdirectory
-    (a CheckpointManager step directory `checkpoint_<step>/<item>/`)."""
+    (a CheckpointManager step directory `checkpoint_<step>/<item>/`). Local or gs://."""
     path = os.fspath(path).rstrip("/")
-    if not os.path.isdir(path):
+    if not fs.path(path).is_dir():
         raise FileNotFoundError(f"{path}: no such Orbax checkpoint directory.")
     if item is not None:
-        candidate = os.path.join(path, item)
+        candidate = fs.join(path, item)
         if not _is_pytree_dir(candidate):
             raise FileNotFoundError(f"{candidate}: no Orbax PyTree checkpoint (item={item!r}).")
         return candidate
     if _is_pytree_dir(path):
         return path
-    items = sorted(d for d in os.listdir(path) if _is_pytree_dir(os.path.join(path, d)))
+    items = [d for d in fs.listdir(path) if _is_pytree_dir(fs.join(path, d))]
     if len(items) == 1:
-        return os.path.join(path, items[0])
+        return fs.join(path, items[0])
     raise ValueError(
         f"{path}: expected one Orbax PyTree item (a directory with {_MARKERS[0]}), found "
         f"{items or 'none'}; pass item=<name> to choose."

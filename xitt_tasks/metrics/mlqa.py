@@ -20,6 +20,7 @@ Semantics of `mlqa_evaluation_v1.py` (facebookresearch/MLQA; copied as XTREME's
 
 EM compares the normalised strings; F1 is the SQuAD v1.1 token F1 (0 when nothing is shared)
 over the whitespace split of the normalised strings; best over gold answers; 100 * mean.
+Raw/padded dict targets and predictions are handled as in `squad` (`*_padded` keys).
 """
 
 import functools

@@ -10,6 +10,15 @@ v2.0 (`evaluate-v2.0.py`): same normalisation, but gold answers that normalise t
 dropped and an example left with none is a no-answer example whose only gold is ''; F1 is 1
 when both token lists are empty and 0 when only one is. It also prints the HasAns / NoAns
 breakdowns, returned here as `has_ans_*` / `no_ans_*`.
+
+Raw and padded text (v1.1 rules, also MLQA): the QA target tasks train on punctuation-padded
+text (`qa_spans.pad_punctuation`) but the official scorers compare raw strings. Their
+postprocessor (`targets_qa.qa_postprocess`) hands over dicts: targets
+`{'answers': [raw golds], 'answers_padded': [padded golds]}`, predictions
+`{'text': generated padded text, 'answer': raw span of the context}` (`qa_spans.answer_span`).
+Then `exact_match`/`f1` are the raw-string numbers (the official ones) and
+`exact_match_padded`/`f1_padded` the padded-text ones. Plain strings and lists score as given
+(no `*_padded` keys).
 """
 
 import collections
@@ -87,16 +96,48 @@ def squad_v1_em_f1(
     def f1(pred: str, gold: str) -> float:
         return token_f1(normalize(pred).split(), normalize(gold).split())
 
-    exact_sum = f1_sum = 0.0
+    sums = collections.Counter()
+    padded = [_is_padded_pair(t, p, f"{metric}: [{i}]")
+              for i, (t, p) in enumerate(zip(targets, predictions))]
+    if any(padded) and not all(padded):
+        raise ValueError(f"{metric}: example {padded.index(not padded[0])} mixes raw/padded "
+                         "dicts with plain answers; expected one shape for all examples")
     for i, (target, prediction) in enumerate(zip(targets, predictions)):
         golds = gold_answers(target, f"{metric}: targets[{i}]")
         if not golds:
             raise ValueError(f"{metric}: targets[{i}] has no gold answer; v1.1 needs one")
-        pred = to_text(prediction, f"{metric}: predictions[{i}]")
-        exact_sum += _best(em, pred, golds)
-        f1_sum += _best(f1, pred, golds)
-    total = len(targets)
-    return {"exact_match": 100.0 * exact_sum / total, "f1": 100.0 * f1_sum / total}
+        pred = prediction_text(prediction, "answer", f"{metric}: predictions[{i}]")
+        sums["exact_match"] += _best(em, pred, golds)
+        sums["f1"] += _best(f1, pred, golds)
+        if padded[0]:
+            golds = to_text_list(target["answers_padded"], f"{metric}: targets[{i}]")
+            pred = prediction_text(prediction, "text", f"{metric}: predictions[{i}]")
+            sums["exact_match_padded"] += _best(em, pred, golds)
+            sums["f1_padded"] += _best(f1, pred, golds)
+    keys = ["exact_match", "f1"] + (["exact_match_padded", "f1_padded"] if padded[0] else [])
+    return {k: 100.0 * sums[k] / len(targets) for k in keys}
+
+
+def _is_padded_pair(target: Any, prediction: Any, what: str) -> bool:
+    """True for the raw/padded dict shapes of the module docstring (both sides or neither)."""
+    t = isinstance(target, dict) and "answers_padded" in target
+    p = isinstance(prediction, dict)
+    if t != p:
+        raise ValueError(f"{what}: target is {type(target).__name__} with keys "
+                         f"{sorted(target) if isinstance(target, dict) else '-'} but prediction "
+                         f"is {type(prediction).__name__}; expected raw/padded dicts on both "
+                         "sides or plain answers on both")
+    return t
+
+
+def prediction_text(prediction: Any, key: str, what: str) -> str:
+    """A plain prediction string, or field `key` ('answer' raw, 'text' padded) of a dict."""
+    if isinstance(prediction, dict):
+        if key not in prediction:
+            raise ValueError(f"{what}: prediction dict has no {key!r} field "
+                             f"(keys {sorted(prediction)})")
+        prediction = prediction[key]
+    return to_text(prediction, what)
 
 
 def squad_v1(targets: Sequence[Any], predictions: Sequence[Any]) -> dict[str, float]:

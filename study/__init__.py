@@ -1,0 +1,1 @@
+"""The study: experiment grid, runner, results database, analysis and report."""

@@ -1,0 +1,143 @@
+"""The study's command line.
+
+  python -m study run EXPERIMENT.gin [--study_dir DIR] [--executor local|subprocess]
+  python -m study run-cell EXPERIMENT.gin --cell CELL_ID [--study_dir DIR]
+  python -m study status EXPERIMENT.gin [--study_dir DIR]
+  python -m study report [--study_dir DIR] [--out DIR]
+
+`--study_dir` defaults to `study_runs/<experiment name>`; it holds the results database
+(results.sqlite), one model directory per cell (models/<cell id>/, with cell.log), the JAX
+compilation cache and the report. Errors are one line on stderr, exit status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+
+def quiet() -> None:
+    """No library log noise: TF, absl, seqio and the tasks' sentencepiece start-up lines are
+    discarded (`eval.quiet`), warnings and JAX/Orbax loggers silenced."""
+    import logging
+    import warnings
+
+    from eval.quiet import quiet_imports
+
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    warnings.filterwarnings("ignore")
+    quiet_imports()
+    import sentencepiece
+
+    sentencepiece.set_min_log_level(3)
+    for name in ("jax", "orbax"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _study_dir(args: argparse.Namespace, exp) -> str:
+    return os.path.abspath(args.study_dir or os.path.join("study_runs", exp.name))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="run (or resume) the whole grid")
+    p_run.add_argument("experiment")
+    p_run.add_argument("--study_dir")
+    p_run.add_argument("--executor", choices=("local", "subprocess"), default="local")
+    p_cell = sub.add_parser("run-cell", help="run one cell (what every executor runs)")
+    p_cell.add_argument("experiment")
+    p_cell.add_argument("--cell", required=True)
+    p_cell.add_argument("--study_dir")
+    p_status = sub.add_parser("status", help="done / running / failed / left")
+    p_status.add_argument("experiment")
+    p_status.add_argument("--study_dir")
+    p_report = sub.add_parser("report", help="write the Markdown report with plots")
+    p_report.add_argument("--study_dir", required=True)
+    p_report.add_argument("--out", help="report directory (default <study_dir>/report)")
+    p_worker = sub.add_parser("worker", help=argparse.SUPPRESS)
+    p_worker.add_argument("experiment")
+    p_worker.add_argument("--study_dir", required=True)
+    p_worker.add_argument("--reply_fd", type=int, required=True)
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+
+    quiet()
+    try:
+        if args.command == "run-cell":  # a cell on a multi-host slice (tpu_scripts' executor)
+            from train import cli
+
+            cli.maybe_initialize_distributed()
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as e:
+        from study.cell import one_line
+
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from study import experiment
+
+    if args.command == "report":
+        from study import report
+
+        db_path = os.path.join(os.path.abspath(args.study_dir), "results.sqlite")
+        if not os.path.exists(db_path):
+            raise FileNotFoundError(f"{db_path}: no results database (run the study first)")
+        out = args.out or os.path.join(os.path.abspath(args.study_dir), "report")
+        path = report.write_report(db_path, out)
+        print(f"report: {path}")
+        return 0
+
+    exp = experiment.load(args.experiment)
+    study_dir = _study_dir(args, exp)
+    if args.command == "worker":
+        from study import executors
+
+        executors.worker_main(args.experiment, study_dir, args.reply_fd)
+        return 0
+    from study.cell import DB_FILE
+    from study.db import ResultsDB
+
+    if args.command == "status":
+        from study import grid, status
+
+        db_path = os.path.join(study_dir, DB_FILE)
+        if not os.path.exists(db_path):
+            raise FileNotFoundError(f"{db_path}: no results database (nothing has run yet)")
+        with ResultsDB(db_path, create=False) as db:
+            records = {r.cell_id: r for r in db.cells()}
+        print(status.render(status.summarize(grid.build(exp, study_dir), records)))
+        return 0
+    os.makedirs(study_dir, exist_ok=True)
+    db = ResultsDB(os.path.join(study_dir, DB_FILE))  # refuses another schema version
+    if args.command == "run-cell":
+        from study import cell
+
+        cell.enable_compilation_cache(study_dir)
+        try:
+            cell.run_cell(exp, args.cell, study_dir, db=db)
+        finally:
+            db.close()
+        return 0
+    from study import executors, runner, status
+
+    executor = (executors.LocalExecutor(args.experiment, study_dir) if args.executor == "local"
+                else executors.SubprocessExecutor())
+    print(f"study {exp.name}: {len(exp.sizes)} sizes x {len(exp.conditions)} conditions x "
+          f"{len(exp.targets)} targets -> {study_dir}", file=sys.stderr)
+    try:
+        summary = runner.run(exp, study_dir, executor, db=db)
+    finally:
+        db.close()
+    print(status.render(summary))
+    return 0 if not summary.failed and not summary.blocked else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

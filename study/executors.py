@@ -1,0 +1,157 @@
+"""Executors: where a cell's command runs.
+
+The runner hands an executor one cell at a time, in dependency order (attributes of
+`study.grid.Cell`: cell_id, kind, size, seed, deps, command, model_dir); `run(cell)` returns an
+`Outcome` once the cell has finished. The TPU executor (scale-out) implements the same two
+methods.
+
+`LocalExecutor` (default) keeps one long-lived worker process (`python -m study worker`) that
+runs cells one at a time in-process, so a cell costs its compile and steps, not an interpreter
+start with JAX/TF imports. If the worker dies, that cell fails and the next cell starts a
+fresh worker. `SubprocessExecutor` runs each cell's own command (slower, fully isolated).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import IO, Protocol
+
+from study import grid
+from study.grid import Cell
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    error: str | None = None
+
+
+class Executor(Protocol):
+    def run(self, cell: Cell) -> Outcome: ...
+    def close(self) -> None: ...
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    return env
+
+
+def _log_file(cell: Cell) -> str:
+    os.makedirs(cell.model_dir, exist_ok=True)
+    return os.path.join(cell.model_dir, "cell.log")
+
+
+class SubprocessExecutor:
+    """One process per cell: the cell's own command, output to `<model_dir>/cell.log`."""
+
+    def run(self, cell: Cell) -> Outcome:
+        cmd = list(cell.command)
+        if cmd[0] == "python":
+            cmd[0] = sys.executable
+        with open(_log_file(cell), "a", encoding="utf-8") as log:
+            rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env()).returncode
+        return Outcome(True) if rc == 0 else Outcome(False, f"exit status {rc}; see "
+                                                            f"{_log_file(cell)}")
+
+    def close(self) -> None:
+        pass
+
+
+class LocalExecutor:
+    """One worker process, cells run in it one at a time (JSON lines over a pipe)."""
+
+    def __init__(self, experiment: str, study_dir: str) -> None:
+        self.experiment, self.study_dir = experiment, study_dir
+        self._proc: subprocess.Popen | None = None
+        self._replies: IO[str] | None = None
+
+    def _start(self) -> None:
+        read_fd, write_fd = os.pipe()
+        log = open(os.path.join(self.study_dir, "worker.log"), "a", encoding="utf-8")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "study", "worker", self.experiment, "--study_dir",
+             self.study_dir, "--reply_fd", str(write_fd)],
+            stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True,
+            env=_env(), pass_fds=(write_fd,))
+        log.close()
+        os.close(write_fd)
+        self._replies = os.fdopen(read_fd, "r", encoding="utf-8")
+
+    def run(self, cell: Cell) -> Outcome:
+        if self._proc is None or self._proc.poll() is not None:
+            self._start()
+        assert self._proc is not None and self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(json.dumps({"cell": cell.cell_id}) + "\n")
+            self._proc.stdin.flush()
+            line = self._replies.readline() if self._replies else ""
+        except (BrokenPipeError, OSError):
+            line = ""
+        if not line:
+            code = self._proc.wait()
+            self._proc = None
+            return Outcome(False, f"worker process died (exit status {code}) while running "
+                                  f"{cell.cell_id}; see {self.study_dir}/worker.log")
+        reply = json.loads(line)
+        return Outcome(bool(reply["ok"]), reply.get("error"))
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.close()
+            try:
+                self._proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        self._proc = None
+        if self._replies is not None:
+            self._replies.close()
+            self._replies = None
+
+
+def worker_main(experiment: str, study_dir: str, reply_fd: int) -> None:
+    """The worker loop: read `{"cell": id}` lines, run each cell in-process, reply on
+    `reply_fd` with `{"cell", "ok", "error"}`; the cell's output goes to its cell.log."""
+    from study import cell as cell_mod
+    from study import experiment as exp_mod
+    from study.db import ResultsDB
+
+    exp = exp_mod.load(experiment)
+    cell_mod.enable_compilation_cache(study_dir)
+    replies = os.fdopen(reply_fd, "w", encoding="utf-8")
+    cells = grid.by_id(grid.build(exp, study_dir))
+    db = ResultsDB(os.path.join(study_dir, cell_mod.DB_FILE))
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    for line in sys.stdin:
+        cell_id = json.loads(line)["cell"]
+        wall, cpu = time.monotonic(), time.process_time()
+        with open(_log_file(cells[cell_id]), "a", encoding="utf-8") as log:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(log.fileno(), 1)
+            os.dup2(log.fileno(), 2)
+            try:
+                cell_mod.run_cell(exp, cell_id, study_dir, db=db)
+                reply = {"cell": cell_id, "ok": True, "error": None}
+            except Exception as e:  # recorded in the DB by run_cell; reported to the runner
+                import traceback
+
+                traceback.print_exc()
+                reply = {"cell": cell_id, "ok": False, "error": cell_mod.one_line(e)}
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os.dup2(saved_out, 1)
+                os.dup2(saved_err, 2)
+        print(f"{cell_id}: {'ok' if reply['ok'] else 'failed'}, wall "
+              f"{time.monotonic() - wall:.1f}s, process cpu {time.process_time() - cpu:.1f}s",
+              flush=True)
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+    db.close()

@@ -1,0 +1,348 @@
+"""The experiment file: one gin file that describes the whole study grid, parsed into a typed,
+frozen `Experiment` and validated before anything trains.
+
+Gin is used only here, at the entry: the file binds `experiment.study` (see
+gin/study/study_cpu.gin); `load(path)` parses it, calls that configurable once to collect the
+raw fields, and turns them into plain dataclasses. Every bad value (unknown size, condition,
+target, language, missing file or checkpoint) raises `ExperimentError` with one line naming the
+file, the field, the value and the valid choices.
+
+Steps: each phase states its length in steps; as in t5x the trainer's TRAIN_STEPS is absolute,
+so a phase that starts from a checkpoint at step s trains to s + its steps (`pretrained_step`
+is the step of the released checkpoints, 1,000,000 for mT5; 0 for a random toy init).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+TARGETS = ("xnli", "xcopa", "udpos", "wikiann", "xquad", "mlqa", "tydiqa", "mewslix", "lareqa",
+           "tatoeba")
+INTERMEDIATE_TASKS = ("anli_plus", "mnli", "qqp", "squad_v2", "squad_v1", "hellaswag", "ccg",
+                      "cosmos_qa", "commonsense_qa")
+MULTITASK = "multitask"
+BASELINE = "baseline"
+INTER_PREFIX = "xitt.inter."
+CONDITIONS = (BASELINE, *(INTER_PREFIX + t for t in INTERMEDIATE_TASKS), INTER_PREFIX + MULTITASK)
+SELECTIONS = ("en_dev", "all_dev", "last")
+OPTIMIZER_STATES = ("restore", "reset")
+XCOPA_RECIPES = ("siqa_copa", "copa")
+TATOEBA_ENCODERS = ("squad_v1", "pretrained")
+POOLINGS = ("mean", "first")
+EVAL_SPLITS = ("validation", "test")
+DUAL_ENCODER_TARGETS = ("mewslix", "lareqa")
+TRAINED_TARGETS = tuple(t for t in TARGETS if t != "tatoeba")
+# Targets released with one evaluation set only (it is their `test` split).
+SINGLE_SET_TARGETS = ("xquad", "lareqa", "tatoeba")
+
+
+class ExperimentError(ValueError):
+    """One line: file, field, value, what was expected."""
+
+
+def study(**fields: Any) -> dict[str, Any]:
+    """The gin-configurable record of an experiment file (every field is bound in the file)."""
+    return fields
+
+
+@dataclasses.dataclass(frozen=True)
+class Lengths:
+    inputs: int
+    targets: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"inputs": self.inputs, "targets": self.targets}
+
+
+@dataclasses.dataclass(frozen=True)
+class Size:
+    name: str
+    model_gin: str                       # gin/models/*.gin, relative to the repository root
+    initial_checkpoint: str | None       # None: random init (toy studies only)
+    gin_files: tuple[str, ...]           # run overlays for this size (e.g. gin/tpu/base.gin)
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    path: str
+    sha256: str
+    name: str
+    toy: bool
+    sizes: tuple[Size, ...]
+    conditions: tuple[str, ...]          # 'baseline' or 'xitt.inter.<task>'
+    targets: tuple[str, ...]
+    languages: Mapping[str, tuple[str, ...]]   # target -> evaluated languages
+    seeds: tuple[int, ...]
+    pretrained_step: int
+    intermediate_steps: int
+    target_steps: Mapping[str, int]      # trained target -> steps of its (last) phase
+    xcopa_siqa_steps: int
+    xcopa_recipe: str
+    tatoeba_encoder: str
+    optimizer_state_between_phases: str
+    optimizer_state_from_pretrained: str
+    selection: str
+    run_gin_files: tuple[str, ...]
+    gin_bindings: tuple[str, ...]
+    batch_size: int
+    train_lengths: Mapping[str, Lengths]  # 'default', an intermediate task or a target
+    eval_lengths: Mapping[str, Lengths]
+    eval_batch_size: int
+    eval_split: str
+    eval_max_examples: int | None
+    retrieval_layer: int | None
+    retrieval_pooling: str
+    save_every: int
+    keep_checkpoints: int
+    data_source: str                     # 'sample' | 'full'
+
+    def size(self, name: str) -> Size:
+        return next(s for s in self.sizes if s.name == name)
+
+    def train_length(self, key: str) -> Lengths:
+        return self.train_lengths.get(key, self.train_lengths["default"])
+
+    def eval_length(self, target: str) -> Lengths:
+        return self.eval_lengths.get(target, self.eval_lengths["default"])
+
+    def split_for(self, target: str) -> str:
+        return "test" if target in SINGLE_SET_TARGETS else self.eval_split
+
+
+def condition_short(condition: str) -> str:
+    """'xitt.inter.mnli' -> 'mnli'; 'baseline' stays."""
+    return condition[len(INTER_PREFIX):] if condition.startswith(INTER_PREFIX) else condition
+
+
+# ------------------------------------------------------------------------------ parsing
+
+_REQUIRED = ("name", "sizes", "conditions", "targets", "seeds", "intermediate_steps",
+             "target_steps", "run_gin_files", "batch_size", "train_lengths", "eval_lengths")
+
+
+def load(path: str | Path, *, check_files: bool = True) -> Experiment:
+    """Parse and validate an experiment file (clears gin's global config)."""
+    import gin
+
+    from study import experiment as this_module  # the configurable as the file imports it
+
+    p = Path(path)
+    if not p.is_file():
+        raise ExperimentError(f"{path}: no such experiment file")
+    gin.clear_config()
+    gin.add_config_file_search_path(str(REPO_ROOT))
+    try:
+        gin.parse_config_file(str(p))
+    except (ValueError, KeyError, SyntaxError, ImportError, OSError) as e:
+        raise ExperimentError(f"{path}: {_first_line(e)}") from None
+    try:
+        fields = gin.get_configurable(this_module.study)()
+    except (TypeError, ValueError) as e:
+        raise ExperimentError(f"{path}: {_first_line(e)}") from None
+    finally:
+        gin.clear_config()
+    return from_fields(fields, path=str(p), sha256=hashlib.sha256(p.read_bytes()).hexdigest(),
+                       check_files=check_files)
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+class _Checker:
+    def __init__(self, path: str, fields: Mapping[str, Any]) -> None:
+        self.path, self.fields = path, fields
+
+    def fail(self, field: str, value: Any, expected: str) -> None:
+        raise ExperimentError(f"{self.path}: {field} = {value!r}: {expected}")
+
+    def get(self, field: str, default: Any = ...) -> Any:
+        if field in self.fields:
+            return self.fields[field]
+        if default is ...:
+            raise ExperimentError(f"{self.path}: experiment.study.{field} is not set "
+                                  "(required field)")
+        return default
+
+    def choice(self, field: str, value: Any, choices: Sequence[Any]) -> Any:
+        if value not in choices:
+            self.fail(field, value, f"expected one of {', '.join(map(str, choices))}")
+        return value
+
+    def pos_int(self, field: str, value: Any, *, zero: bool = False) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < (0 if zero else 1):
+            self.fail(field, value, f"expected an int >= {0 if zero else 1}")
+        return value
+
+    def str_list(self, field: str, value: Any) -> tuple[str, ...]:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)) or \
+                not all(isinstance(v, str) for v in value):
+            self.fail(field, value, "expected a list of strings")
+        if len(set(value)) != len(value):
+            self.fail(field, value, "expected no duplicates")
+        return tuple(value)
+
+    def mapping(self, field: str, value: Any) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            self.fail(field, value, "expected a dict")
+        return value
+
+    def file(self, field: str, value: Any, check: bool) -> str:
+        if not isinstance(value, str):
+            self.fail(field, value, "expected a path string")
+        if check and not (REPO_ROOT / value).is_file() and not Path(value).is_file():
+            self.fail(field, value, f"no such file (relative to {REPO_ROOT} or the working "
+                      "directory)")
+        return value
+
+    def lengths(self, field: str, value: Any, keys: Sequence[str]) -> dict[str, Lengths]:
+        out = {}
+        for key, lens in self.mapping(field, value).items():
+            self.choice(f"{field} key", key, keys)
+            if not isinstance(lens, Mapping) or set(lens) != {"inputs", "targets"}:
+                self.fail(f"{field}[{key!r}]", lens, "expected {'inputs': N, 'targets': M}")
+            out[key] = Lengths(self.pos_int(f"{field}[{key!r}]['inputs']", lens["inputs"]),
+                               self.pos_int(f"{field}[{key!r}]['targets']", lens["targets"]))
+        if "default" not in out:
+            self.fail(field, value, "expected a 'default' entry")
+        return out
+
+
+def from_fields(fields: Mapping[str, Any], *, path: str = "<experiment>", sha256: str = "",
+                check_files: bool = True) -> Experiment:
+    from xitt_tasks import languages as xlang  # the reference language lists
+
+    c = _Checker(path, fields)
+    known = (set(_REQUIRED) | {f.name for f in dataclasses.fields(Experiment)} | {
+        "initial_checkpoints", "size_gin_files", "languages"}) - {"path", "sha256"}
+    for key in fields:
+        if key not in known:
+            raise ExperimentError(f"{path}: unknown field experiment.study.{key}; expected one "
+                                  f"of {', '.join(sorted(known))}")
+    for key in _REQUIRED:
+        c.get(key)
+
+    name = c.get("name")
+    if not isinstance(name, str) or not name:
+        c.fail("name", name, "expected a non-empty string")
+    toy = c.get("toy", False)
+    if not isinstance(toy, bool):
+        c.fail("toy", toy, "expected True or False")
+
+    # sizes: name -> model gin file; initial checkpoints; per-size overlays
+    raw_sizes = c.mapping("sizes", c.get("sizes"))
+    if not raw_sizes:
+        c.fail("sizes", raw_sizes, "expected at least one size")
+    ckpts = c.mapping("initial_checkpoints", c.get("initial_checkpoints", {}))
+    overlays = c.mapping("size_gin_files", c.get("size_gin_files", {}))
+    for field, mapping in (("initial_checkpoints", ckpts), ("size_gin_files", overlays)):
+        for key in mapping:
+            c.choice(f"{field} key", key, list(raw_sizes))
+    sizes = []
+    for sname, model_gin in raw_sizes.items():
+        if not isinstance(sname, str) or not sname.replace("_", "").isalnum():
+            c.fail("sizes key", sname, "expected a name of letters, digits and _")
+        model_gin = c.file(f"sizes[{sname!r}]", model_gin, check_files)
+        ckpt = ckpts.get(sname)
+        if ckpt is None and not toy:
+            c.fail(f"initial_checkpoints[{sname!r}]", ckpt,
+                   "a real study starts every size from a pretrained checkpoint (random init "
+                   "is for toy = True studies only)")
+        if ckpt is not None:
+            if not isinstance(ckpt, str):
+                c.fail(f"initial_checkpoints[{sname!r}]", ckpt, "expected a path string")
+            if check_files and "://" not in ckpt and not Path(ckpt).exists():
+                c.fail(f"initial_checkpoints[{sname!r}]", ckpt,
+                       "missing initial checkpoint: no such directory (expected a t5x "
+                       "checkpoint_<step> directory or a Hugging Face model directory)")
+        extra = tuple(c.file(f"size_gin_files[{sname!r}]", f, check_files)
+                      for f in c.str_list(f"size_gin_files[{sname!r}]", overlays.get(sname, [])))
+        sizes.append(Size(sname, model_gin, ckpt, extra))
+
+    conditions = c.str_list("conditions", c.get("conditions"))
+    for cond in conditions:
+        c.choice("conditions", cond, CONDITIONS)
+    if BASELINE not in conditions:
+        c.fail("conditions", list(conditions), f"expected {BASELINE!r} among them (every gain "
+               "is measured against it)")
+    targets = c.str_list("targets", c.get("targets"))
+    for t in targets:
+        c.choice("targets", t, TARGETS)
+    if not targets:
+        c.fail("targets", [], "expected at least one target")
+
+    langs: dict[str, tuple[str, ...]] = {t: xlang.TASK_LANGUAGES[t] for t in targets}
+    for t, chosen in c.mapping("languages", c.get("languages", {})).items():
+        c.choice("languages key", t, targets)
+        chosen = c.str_list(f"languages[{t!r}]", chosen)
+        for lang in chosen:
+            c.choice(f"languages[{t!r}]", lang, xlang.TASK_LANGUAGES[t])
+        langs[t] = chosen
+
+    seeds = c.get("seeds")
+    if not isinstance(seeds, (list, tuple)) or not seeds or len(set(seeds)) != len(seeds):
+        c.fail("seeds", seeds, "expected a non-empty list of distinct ints")
+    seeds = tuple(c.pos_int("seeds", s, zero=True) for s in seeds)
+
+    target_steps = c.mapping("target_steps", c.get("target_steps"))
+    for t in target_steps:
+        c.choice("target_steps key", t, TRAINED_TARGETS)
+    for t in targets:
+        if t in TRAINED_TARGETS:
+            if t not in target_steps:
+                c.fail("target_steps", dict(target_steps), f"expected an entry for {t!r}")
+            c.pos_int(f"target_steps[{t!r}]", target_steps[t])
+    tatoeba_encoder = c.choice("tatoeba_encoder", c.get("tatoeba_encoder", "squad_v1"),
+                               TATOEBA_ENCODERS)
+    if "tatoeba" in targets and tatoeba_encoder == "squad_v1" and "xquad" not in targets:
+        c.fail("tatoeba_encoder", tatoeba_encoder, "the SQuAD-v1.1-trained encoder is the "
+               "XQuAD target's model: add 'xquad' to targets or use 'pretrained'")
+
+    retrieval_layer = c.get("retrieval_layer", None)
+    if retrieval_layer is not None:
+        c.pos_int("retrieval_layer", retrieval_layer, zero=True)
+    train_keys = ("default", *INTERMEDIATE_TASKS, MULTITASK, *TARGETS, "xcopa_siqa")
+    max_examples = c.get("eval_max_examples", None)
+    if max_examples is not None:
+        c.pos_int("eval_max_examples", max_examples)
+    data_source = c.choice("data_source", c.get("data_source", "sample"), ("sample", "full"))
+    bindings = c.str_list("gin_bindings", c.get("gin_bindings", []))
+
+    return Experiment(
+        path=path, sha256=sha256, name=name, toy=toy, sizes=tuple(sizes),
+        conditions=conditions, targets=targets, languages=langs, seeds=seeds,
+        pretrained_step=c.pos_int("pretrained_step", c.get("pretrained_step", 0), zero=True),
+        intermediate_steps=c.pos_int("intermediate_steps", c.get("intermediate_steps")),
+        target_steps={t: int(v) for t, v in target_steps.items() if t in targets},
+        xcopa_siqa_steps=c.pos_int("xcopa_siqa_steps", c.get("xcopa_siqa_steps", 1)),
+        xcopa_recipe=c.choice("xcopa_recipe", c.get("xcopa_recipe", "siqa_copa"),
+                              XCOPA_RECIPES),
+        tatoeba_encoder=tatoeba_encoder,
+        optimizer_state_between_phases=c.choice(
+            "optimizer_state_between_phases",
+            c.get("optimizer_state_between_phases", "restore"), OPTIMIZER_STATES),
+        optimizer_state_from_pretrained=c.choice(
+            "optimizer_state_from_pretrained",
+            c.get("optimizer_state_from_pretrained", "restore"), OPTIMIZER_STATES),
+        selection=c.choice("selection", c.get("selection", "en_dev"), SELECTIONS),
+        run_gin_files=tuple(c.file("run_gin_files", f, check_files)
+                            for f in c.str_list("run_gin_files", c.get("run_gin_files"))),
+        gin_bindings=bindings,
+        batch_size=c.pos_int("batch_size", c.get("batch_size")),
+        train_lengths=c.lengths("train_lengths", c.get("train_lengths"), train_keys),
+        eval_lengths=c.lengths("eval_lengths", c.get("eval_lengths"), ("default", *TARGETS)),
+        eval_batch_size=c.pos_int("eval_batch_size", c.get("eval_batch_size", 32)),
+        eval_split=c.choice("eval_split", c.get("eval_split", "validation"), EVAL_SPLITS),
+        eval_max_examples=max_examples,
+        retrieval_layer=retrieval_layer,
+        retrieval_pooling=c.choice("retrieval_pooling", c.get("retrieval_pooling", "mean"),
+                                   POOLINGS),
+        save_every=c.pos_int("save_every", c.get("save_every", 200)),
+        keep_checkpoints=c.pos_int("keep_checkpoints", c.get("keep_checkpoints", 1)),
+        data_source=data_source,
+    )

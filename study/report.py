@@ -1,0 +1,275 @@
+"""The study report: Markdown + PNG plots from the results database alone.
+
+Every number is traceable: each table names the cells it comes from, the Cells section lists
+their provenance, and `rows.tsv` beside the report holds every database row used (the task
+score of a cell is the mean over its languages of those rows; QA: (mean F1 + mean EM) / 2).
+The report carries no timestamp, so a re-run over the same database gives identical files.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections import Counter
+
+from study import analysis as an
+from study import plots
+from study.analysis import BEST, CATEGORIES, OVERALL, Analysis, Missing
+from study.bootstrap import Est
+from study.db import ResultsDB
+
+REPORT_FILE = "report.md"
+ROWS_FILE = "rows.tsv"
+
+
+def write_report(db_path: str | os.PathLike, out_dir: str | os.PathLike, *,
+                 n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                 mc4_path: str | os.PathLike | None = None) -> pathlib.Path:
+    """Analyse the database at db_path and write report.md, its PNGs and rows.tsv to out_dir."""
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mc4 = an.load_mc4_sizes(mc4_path or an.MC4_FILE)
+    with ResultsDB(db_path, create=False) as db:
+        result = an.analyse(db, n_boot=n_boot, seed=seed, level=level)
+        raw = (an.analyse(db, n_boot=n_boot, seed=seed, level=level, prefer="raw")
+               if result.both_recipes else None)
+        cells = db.cells()
+        rows = db.results()
+        schema = db.schema_version
+    figures = {
+        "gain_vs_size": plots.gain_vs_size(result, out / "gain_vs_size.png"),
+        "categories": plots.category_summary(result, out / "category_summary.png"),
+    }
+    share_fits = {s: an.gain_vs_share(result.language_view(s, BEST), mc4) for s in result.sizes}
+    for size in result.sizes:
+        figures[f"heatmap_{size}"] = plots.language_heatmap(
+            result, size, out / f"language_heatmap_{size}.png", mc4)
+        figures[f"share_{size}"] = plots.gain_vs_share_plot(
+            result, size, out / f"gain_vs_share_{size}.png", mc4, share_fits[size])
+    _atomic_write(out / ROWS_FILE, _rows_tsv(rows, {c.cell_id: c for c in cells}))
+    text = render(result, cells, db_path, schema, share_fits, mc4, figures, raw)
+    _atomic_write(out / REPORT_FILE, text)
+    return out / REPORT_FILE
+
+
+def _atomic_write(path: pathlib.Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _rows_tsv(rows, cells) -> str:
+    lines = ["cell_id\tsize\tcondition\ttarget\tseed\tlanguage\tmetric\tvalue\tnum_examples"]
+    for cell_id, r in rows:
+        c = cells[cell_id]
+        lines.append(f"{cell_id}\t{c.size}\t{c.condition}\t{c.target}\t{c.seed}\t{r.language}"
+                     f"\t{r.metric}\t{r.value!r}\t{r.num_examples}")
+    return "\n".join(lines) + "\n"
+
+
+def fmt(value: Est | Missing | None, level: float, *, ci: bool = True) -> str:
+    """'+1.23 [-0.40, +2.91]', or the marker of a number that is not there."""
+    if value is None:
+        return "-"
+    if isinstance(value, Missing):
+        return "**incomplete**" if value.incomplete else "n/a"
+    text = f"{value.point:+.2f}"
+    interval = value.ci(level) if ci else None
+    return text + (f" [{interval[0]:+.2f}, {interval[1]:+.2f}]" if interval else "")
+
+
+def _table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _banner(result: Analysis, cells) -> str:
+    parts = []
+    if result.toy:
+        toy = [s for s in result.sizes if s.lower() not in an.MT5_PARAMS]
+        parts.append(f"toy model sizes ({', '.join(toy)}; "
+                     + ", ".join(f"{s}: {result.params[s]:,.0f} parameters" for s in toy
+                                 if s in result.params) + "), not released mT5 checkpoints")
+    if result.sample_data:
+        parts.append("the shipped sample data (a few examples per language), not the official "
+                     "evaluation sets")
+    if not parts:
+        return ""
+    return ("> **These results come from " + " and from ".join(parts) + ".** They exercise "
+            "the pipeline end to end; the numbers say nothing about mT5 or XTREME-R.\n")
+
+
+def render(result: Analysis, cells, db_path, schema, share_fits, mc4, figures,
+           raw: Analysis | None = None) -> str:
+    lv = result.level
+    pct = f"{100 * lv:g}%"
+    status = Counter(c.status for c in cells)
+    out = ["# Does English intermediate-task training still help as mT5 grows?", ""]
+    banner = _banner(result, cells)
+    if banner:
+        out += [banner]
+    out += [f"Database: `{db_path}` (schema version {schema}); {len(cells)} cells: "
+            + ", ".join(f"{status[s]} {s}" for s in ("done", "running", "pending", "failed")
+                        if status[s]) + ".",
+            f"Intervals: {pct} paired bootstrap over evaluation examples ({result.n_boot} "
+            "resamples, the same resamples for every arm; aggregates resample each "
+            "language/task independently). They cover evaluation-sample noise only, not "
+            "training-seed variance.",
+            "Recipes: " + ", ".join(f"{t} {result.recipes[t]}" for t in result.targets)
+            + " (raw: XCOPA trained on COPA only / Tatoeba with the pretrained encoder).", ""]
+    out += ["## Answer", "", result.answer, ""]
+    for cond in result.conditions:
+        out.append(f"- {an.answer_sentence(result.trends, lv, cond=cond)}")
+    out += ["", "The best task per target is chosen on the same evaluation data it is scored "
+            "on (as X-STILTs reports it); its interval re-selects the task in every resample.",
+            ""]
+    out += _completeness(result)
+    out += _gain_tables(result)
+    out += _score_tables(result)
+    out += _trend_section(result, figures)
+    out += ["## Per category", "", f"![gain per category]({figures['categories'].name})", ""]
+    out += _language_section(result, share_fits, mc4, figures)
+    if raw is not None:
+        out += _raw_section(raw)
+    out += _cells_section(result, cells)
+    if result.notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in sorted(set(result.notes))] + [""]
+    return "\n".join(out)
+
+
+def _completeness(result: Analysis) -> list[str]:
+    missing = [(k, v) for k, v in sorted(result.status.items()) if v is not None]
+    out = ["## Completeness", ""]
+    if not missing:
+        return out + ["Every (size, condition, target) cell is done with every language.", ""]
+    out += [f"{len(missing)} (size, condition, target) entries are incomplete; every number "
+            "that depends on one is marked **incomplete** (or n/a), never averaged over what "
+            "is there:", ""]
+    body = [[s, c, t, v.reason.replace("|", "/")] for (s, c, t), v in missing]
+    return out + [_table(["size", "condition", "target", "why"], body), ""]
+
+
+def _gain_tables(result: Analysis) -> list[str]:
+    lv = result.level
+    out = ["## Gain over the baseline", "",
+           "Points of the XTREME-R task score (QA: (F1 + EM) / 2), intermediate condition "
+           f"minus no intermediate task, with {100 * lv:g}% CIs. Categories and overall "
+           "follow XTREME-R (mean of the category means). Source: the cells "
+           "`<size>/<condition>/<target>` in the Cells section and rows.tsv.", ""]
+    for size in result.sizes:
+        out += [f"### {size}", ""]
+        for levels in (result.targets, [*CATEGORIES, OVERALL]):
+            body = []
+            for cond in [*result.conditions, BEST]:
+                name = "**best task per target**" if cond == BEST else cond
+                body.append([name] + [fmt(result.gains[(size, cond, lvl)], lv)
+                                      for lvl in levels])
+            out += [_table(["condition", *levels], body), ""]
+        best = [result.best_task.get((size, t), "incomplete") for t in result.targets]
+        out += [_table(["best task", *result.targets], [[size, *best]]), ""]
+    return out
+
+
+def _score_tables(result: Analysis) -> list[str]:
+    out = ["## Task scores", "", "Absolute XTREME-R task scores (mean over languages; QA: "
+           "(mean F1 + mean EM) / 2; mean over seeds), for checking against rows.tsv.", ""]
+    header = ["size", "condition", *result.targets]
+    body = []
+    for size in result.sizes:
+        for cond in [an.BASELINE, *result.conditions]:
+            vals = [result.scores.get((size, cond, t)) for t in result.targets]
+            body.append([size, cond] + [fmt(v, result.level, ci=False).lstrip("+")
+                                        for v in vals])
+    return out + [_table(header, body), ""]
+
+
+def _trend_section(result: Analysis, figures) -> list[str]:
+    lv = result.level
+    out = ["## Trend with model size", "",
+           "Gain regressed on log10(parameter count) by weighted least squares (weights: "
+           "1 / bootstrap variance); the slope is in points per 10x parameters, its interval "
+           f"from refitting every bootstrap resample. The {an.FORECAST_SIZE.upper()} forecast "
+           f"uses the sizes below {an.MT5_PARAMS[an.FORECAST_SIZE] / 1e9:.1f}B parameters.",
+           "", f"![gain vs size]({figures['gain_vs_size'].name})", ""]
+    body = []
+    for cond in [*result.conditions, BEST]:
+        for lvl in [OVERALL, *CATEGORIES, *(result.targets if cond == BEST else [])]:
+            t = result.trends[(cond, lvl)]
+            name = "best task per target" if cond == BEST else cond
+            if isinstance(t, Missing):
+                body.append([name, lvl, "-", f"n/a: {t.reason}", "-", "-"])
+                continue
+            forecast = "-"
+            if t.forecast is not None:
+                forecast = f"{t.forecast.point:+.2f}" + (
+                    f" [{t.forecast_interval[0]:+.2f}, {t.forecast_interval[1]:+.2f}]"
+                    if t.forecast_interval else "")
+            note = t.forecast_note + (f"; excluded {'; '.join(t.excluded)}" if t.excluded
+                                      else "")
+            body.append([name, lvl, ", ".join(t.sizes), fmt(t.slope, lv), forecast,
+                         note.replace("|", "/")])
+    header = ["series", "level", "sizes", "slope per 10x [CI]",
+              f"{an.FORECAST_SIZE.upper()} forecast [{100 * lv:g}% PI]", "note"]
+    return out + [_table(header, body), ""]
+
+
+def _language_section(result: Analysis, share_fits, mc4, figures) -> list[str]:
+    out = ["## Per language", "",
+           "Where does the gain persist? The gain of the best task per target, per language "
+           "(averaged over the complete targets evaluated in that language), against the "
+           "language's share of mT5's pre-training data (mC4 sizes from the mT5 paper, "
+           "`study/data/mc4_language_sizes.tsv`, transcribed: see its header).", ""]
+    uncertain = sorted(lg for lg, r in mc4.items() if r.confidence == "uncertain")
+    if uncertain:
+        out += [f"Shares marked uncertain in the data file: {', '.join(uncertain)}.", ""]
+    body = []
+    for size in result.sizes:
+        fit = share_fits[size]
+        if isinstance(fit, Missing):
+            body.append([size, f"n/a: {fit.reason}", "-", "-"])
+        else:
+            body.append([size, fmt(fit.slope, result.level), str(len(fit.languages)),
+                         "; ".join(fit.excluded) or "-"])
+    out += [_table(["size", "gain per 10x share [CI]", "languages", "excluded"], body), ""]
+    for size in reversed(result.sizes):
+        view = result.language_view(size, BEST)
+        if view:
+            rows = [[lg, f"{mc4[lg].mt5_percent:.2f}" if lg in mc4 and mc4[lg].mt5_percent
+                     else "-", fmt(est, result.level)] for lg, est in view.items()]
+            out += [f"### {size}", "", _table(["language", "mT5 %", "gain [CI]"], rows), ""]
+        out += [f"![heat map {size}]({figures[f'heatmap_{size}'].name})",
+                f"![gain vs share {size}]({figures[f'share_{size}'].name})", ""]
+    return out
+
+
+def _raw_section(raw: Analysis) -> list[str]:
+    out = ["## Raw recipe variants", "",
+           "The same gains for the targets also run under the raw recipe (XCOPA on COPA only; "
+           "Tatoeba with the pretrained encoder), which the tables above do not use.", ""]
+    targets = raw.both_recipes
+    body = [[size, cond if cond != BEST else "**best task per target**"]
+            + [fmt(raw.gains[(size, cond, t)], raw.level) for t in targets]
+            for size in raw.sizes for cond in [*raw.conditions, BEST]]
+    return out + [_table(["size", "condition", *targets], body), ""]
+
+
+def _cells_section(result: Analysis, cells) -> list[str]:
+    out = ["## Cells", "", f"Every cell of the study and its provenance. All result rows: "
+           f"`{ROWS_FILE}` (database query: `SELECT cell_id, language, metric, value, "
+           "num_examples FROM results`).", ""]
+    body = []
+    for c in cells:
+        body.append([c.cell_id, c.kind, c.size, c.condition, c.target or "-", str(c.seed),
+                     c.recipe, c.status + (f": {c.error}" if c.error else ""),
+                     str(c.checkpoint_step) if c.checkpoint_step is not None else "-",
+                     f"{c.params_count:,}" if c.params_count else "-", c.device_kind or "-",
+                     c.selection_protocol or "-",
+                     f"{c.retrieval_layer}/{c.retrieval_pooling}" if c.retrieval_layer
+                     is not None or c.retrieval_pooling else "-",
+                     (c.code_commit or "-")[:12], (c.experiment_hash or "-")[:12]])
+    body = [[cell.replace("|", "/").replace("\n", " ") for cell in row] for row in body]
+    header = ["cell", "kind", "size", "condition", "target", "seed", "recipe", "status", "step",
+              "params", "device", "selection", "retrieval layer/pooling", "commit",
+              "experiment"]
+    return out + [_table(header, body), ""]

@@ -1,0 +1,125 @@
+"""The experiment file: shipped files parse into typed values; bad values stop with one line
+naming the file, the field, the value and the valid choices."""
+import pathlib
+
+import pytest
+
+from study import experiment
+
+CPU = "gin/study/study_cpu.gin"
+
+
+def _write(tmp_path: pathlib.Path, *overrides: str) -> str:
+    path = tmp_path / "exp.gin"
+    path.write_text("\n".join([f"include '{CPU}'", *overrides]) + "\n")
+    return str(path)
+
+
+def test_cpu_study_parses_typed():
+    exp = experiment.load(CPU)
+    assert exp.toy and exp.name == "cpu_toy"
+    assert [s.name for s in exp.sizes] == ["tiny", "tiny2"]
+    assert exp.conditions[0] == "baseline"
+    assert "xitt.inter.multitask" in exp.conditions
+    assert sum(c.startswith("xitt.inter.") for c in exp.conditions) >= 4
+    assert set(exp.targets) == set(experiment.TARGETS)
+    from xitt_tasks import languages
+
+    assert exp.languages["udpos"] == languages.UDPOS  # every language by default
+    assert exp.train_length("xnli") == experiment.Lengths(128, 32)
+    assert exp.split_for("xquad") == "test" and exp.split_for("xnli") == "validation"
+    assert len(exp.sha256) == 64
+    with pytest.raises(dataclasses_frozen()):
+        exp.name = "x"  # frozen
+
+
+def dataclasses_frozen():
+    import dataclasses
+
+    return dataclasses.FrozenInstanceError
+
+
+@pytest.mark.parametrize("name", ["base", "large", "xl", "xxl"])
+def test_real_scale_files_parse(name):
+    exp = experiment.load(f"gin/study/study_{name}.gin")
+    assert not exp.toy and exp.pretrained_step == 1_000_000
+    assert [s.name for s in exp.sizes] == [name]
+    size = exp.size(name)
+    assert size.initial_checkpoint.endswith(f"mt5_{name}/checkpoint_1000000")
+    assert size.gin_files and size.gin_files[0].startswith(f"gin/tpu/mt5_{name}_")
+    assert len(exp.conditions) == 11 and exp.batch_size == 128
+    assert exp.train_length("xquad") == experiment.Lengths(1024, 512)
+    assert exp.train_length("xnli") == experiment.Lengths(1024, 128)
+
+
+@pytest.mark.parametrize("override, field, value", [
+    ("experiment.study.targets = ['xnli', 'xnli_typo']", "targets", "xnli_typo"),
+    ("experiment.study.conditions = ['baseline', 'xitt.inter.mnlii']", "conditions",
+     "xitt.inter.mnlii"),
+    ("experiment.study.languages = {'xnli': ['de', 'xx']}", "languages['xnli']", "xx"),
+    ("experiment.study.sizes = {'tiny': 'gin/models/mt5_tinyy.gin'}", "sizes['tiny']",
+     "gin/models/mt5_tinyy.gin"),
+    ("experiment.study.initial_checkpoints = {'huge': None}", "initial_checkpoints key",
+     "huge"),
+    ("experiment.study.selection = 'best'", "selection", "best"),
+])
+def test_unknown_values_name_file_field_value_and_choices(tmp_path, override, field, value):
+    path = _write(tmp_path, override)
+    with pytest.raises(experiment.ExperimentError) as e:
+        experiment.load(path)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith(path) and field in msg and repr(value) in msg
+
+
+def test_unknown_target_lists_the_valid_ones(tmp_path):
+    with pytest.raises(experiment.ExperimentError, match="expected one of xnli, xcopa, udpos"):
+        experiment.load(_write(tmp_path, "experiment.study.targets = ['paws_x']"))
+
+
+def test_unknown_language_lists_the_targets_languages(tmp_path):
+    with pytest.raises(experiment.ExperimentError, match="ar, bg, de, el, en"):
+        experiment.load(_write(tmp_path, "experiment.study.languages = {'xnli': ['ja']}"))
+
+
+def test_missing_initial_checkpoint(tmp_path):
+    missing = tmp_path / "nope" / "checkpoint_1000000"
+    path = _write(tmp_path, f"experiment.study.initial_checkpoints = {{'tiny': '{missing}'}}")
+    with pytest.raises(experiment.ExperimentError,
+                       match=r"initial_checkpoints\['tiny'\].*missing initial checkpoint"):
+        experiment.load(path)
+
+
+def test_real_study_needs_a_checkpoint(tmp_path):
+    with pytest.raises(experiment.ExperimentError, match="random init is for toy"):
+        experiment.load(_write(tmp_path, "experiment.study.toy = False"))
+
+
+def test_unknown_field_is_a_gin_error_naming_the_file(tmp_path):
+    path = _write(tmp_path, "experiment.study.seedz = [1]")
+    with pytest.raises(experiment.ExperimentError,
+                       match="unknown field experiment.study.seedz; expected one of batch_size"):
+        experiment.load(path)
+
+
+def test_baseline_is_required(tmp_path):
+    path = _write(tmp_path, "experiment.study.conditions = ['xitt.inter.mnli']")
+    with pytest.raises(experiment.ExperimentError, match="'baseline' among them"):
+        experiment.load(path)
+
+
+def test_tatoeba_squad_encoder_needs_xquad(tmp_path):
+    path = _write(tmp_path, "experiment.study.targets = ['xnli', 'tatoeba']")
+    with pytest.raises(experiment.ExperimentError, match="tatoeba_encoder"):
+        experiment.load(path)
+
+
+def test_missing_target_steps(tmp_path):
+    path = _write(tmp_path, "experiment.study.target_steps = {'xnli': 3}")
+    with pytest.raises(experiment.ExperimentError, match=r"target_steps.*'xcopa'"):
+        experiment.load(path)
+
+
+def test_no_such_file():
+    with pytest.raises(experiment.ExperimentError, match="no such experiment file"):
+        experiment.load("gin/study/nope.gin")

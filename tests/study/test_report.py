@@ -1,0 +1,167 @@
+"""The report from a synthetic database: tables, valid PNGs, marks, banner, numbers = DB rows."""
+
+import math
+import re
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from study import analysis as an
+from study import report
+from study.db import ResultsDB
+from tests.study import synthetic_db
+
+PARAMS = {"tiny1": 1_500_000, "tiny2": 6_000_000}
+
+
+def _truth(size, cond, target, lang):
+    if cond == "baseline":
+        return 0.5
+    return 0.5 + (6.0 - 2.0 * (math.log10(PARAMS[size]) - 6.0)) / 100.0
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    db = synthetic_db.build(root / "results.sqlite", sizes=PARAMS, conditions=("mnli", "squad"),
+                            truth=_truth, n=60, targets=("xnli", "xquad"),
+                            incomplete=("tiny2", "squad", "xquad"))
+    db.close()
+    path = report.write_report(root / "results.sqlite", root / "report", n_boot=100)
+    return root, path, path.read_text()
+
+
+def _cells(line):
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _png_ok(path):
+    """A complete, valid PNG: signature, IHDR of a positive size, every chunk's CRC, IEND."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", path
+    pos, chunks = 8, []
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        assert zlib.crc32(kind + body) == crc, (path, kind)
+        chunks.append((kind, body))
+        pos += 12 + length
+    assert chunks[0][0] == b"IHDR" and chunks[-1][0] == b"IEND"
+    width, height = struct.unpack(">II", chunks[0][1][:8])
+    assert width > 100 and height > 100
+    return width, height
+
+
+def test_report_has_every_section_and_valid_plots(built):
+    root, path, text = built
+    for heading in ("## Answer", "## Completeness", "## Gain over the baseline", "### tiny1",
+                    "## Task scores", "## Trend with model size", "## Per category",
+                    "## Per language", "## Cells"):
+        assert heading in text
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert {"gain_vs_size.png", "category_summary.png", "language_heatmap_tiny1.png",
+            "language_heatmap_tiny2.png", "gain_vs_share_tiny2.png"} <= set(images)
+    for name in images:
+        _png_ok(path.parent / name)
+    assert (path.parent / "rows.tsv").read_text().count("\n") == 1 + len(
+        ResultsDB(root / "results.sqlite").results())
+
+
+def test_banner_says_toy_models_and_sample_data(built):
+    _, _, text = built
+    assert "**These results come from toy model sizes (tiny1, tiny2;" in text
+    assert "tiny1: 1,500,000 parameters" in text and "the shipped sample data" in text
+
+
+def test_incomplete_cell_is_marked_not_averaged(built):
+    _, _, text = built
+    assert "| tiny2 | squad | xquad | incomplete: tiny2/squad/xquad/s0 failed " \
+           "(RuntimeError: synthetic failure) |" in text
+    tiny2 = text.split("### tiny2")[1].split("###")[0]
+    squad_row = next(line for line in tiny2.splitlines() if line.startswith("| squad |"))
+    assert _cells(squad_row)[2] == "**incomplete**"  # the xquad column
+    best_row = next(line for line in tiny2.splitlines() if line.startswith("| **best task"))
+    assert _cells(best_row)[2] == "**incomplete**"
+    assert "tiny2/squad/xquad/s0 | target | tiny2 | squad | xquad | 0 | official | failed: " \
+           "RuntimeError: synthetic failure" in text
+    # Categories need all their targets: only two of ten targets are in this study.
+    assert "n/a" in text.split("### tiny1")[1]
+
+
+def test_numbers_match_database_rows(built):
+    root, _, text = built
+    with ResultsDB(root / "results.sqlite") as db:
+        rows = {(c, r.language, r.metric): r.value for c, r in db.results()}
+    for size in PARAMS:
+        for cond in ("baseline", "mnli"):
+            xnli = np.mean([rows[(f"{size}/{cond}/xnli/s0", lang, "accuracy")]
+                            for lang in synthetic_db.LANGS["xnli"]])
+            xquad = np.mean([(rows[(f"{size}/{cond}/xquad/s0", lang, "f1")]
+                              + rows[(f"{size}/{cond}/xquad/s0", lang, "exact_match")]) / 2
+                             for lang in synthetic_db.LANGS["xquad"]])
+            assert f"| {size} | {cond} | {xnli:.2f} | {xquad:.2f} |" in text
+        base = np.mean([rows[(f"{size}/baseline/xnli/s0", lang, "accuracy")]
+                        for lang in synthetic_db.LANGS["xnli"]])
+        mnli = np.mean([rows[(f"{size}/mnli/xnli/s0", lang, "accuracy")]
+                        for lang in synthetic_db.LANGS["xnli"]])
+        section = text.split(f"### {size}")[1]
+        mnli_row = next(line for line in section.splitlines() if line.startswith("| mnli |"))
+        assert _cells(mnli_row)[1].startswith(f"{mnli - base:+.2f} [")
+
+
+def test_rerun_gives_identical_files(built, tmp_path):
+    root, path, text = built
+    again = report.write_report(root / "results.sqlite", tmp_path, n_boot=100)
+    assert again.read_text() == text
+    for name in ("gain_vs_size.png", "language_heatmap_tiny1.png", "rows.tsv"):
+        assert (tmp_path / name).read_bytes() == (path.parent / name).read_bytes()
+
+
+def test_mc4_file_parses_and_follows_the_papers_sampling_rule():
+    mc4 = an.load_mc4_sizes()
+    from_benchmarks = ("af ar az bg bn de el en es et eu fa fi fr gu he hi ht hu id it ja jv ka "
+                       "kk ko lt ml mr ms my nl pa pl pt qu ro ru sw ta te th tl tr uk ur vi wo "
+                       "yo zh").split()
+    assert sorted(mc4) == from_benchmarks
+    assert {lg for lg, r in mc4.items() if r.confidence == "absent"} == {"qu", "wo"}
+    en = mc4["en"]
+    for lang, r in mc4.items():
+        if r.confidence == "recalled":
+            rule = en.mt5_percent * (r.pages_millions / en.pages_millions) ** 0.3
+            assert r.mt5_percent == pytest.approx(rule, rel=0.04), lang
+
+
+def test_bad_mc4_file_is_refused_naming_the_line(tmp_path):
+    bad = tmp_path / "mc4.tsv"
+    bad.write_text("# c\nlanguage\ttokens_billions\tpages_millions\tmt5_percent\tconfidence\n"
+                   "en\t1\tmany\t5.67\trecalled\n")
+    with pytest.raises(ValueError, match=r"mc4.tsv:3: pages_millions 'many'; expected a number"):
+        an.load_mc4_sizes(bad)
+
+
+def test_targets_under_both_recipes_get_a_raw_section(tmp_path):
+    db_path = tmp_path / "results.sqlite"
+    synthetic_db.build(db_path, sizes=PARAMS, conditions=("mnli",), truth=_truth, n=20,
+                       targets=("xnli", "xcopa")).close()
+    synthetic_db.build(db_path, sizes=PARAMS, conditions=("mnli",), n=20, targets=("xcopa",),
+                       truth=lambda *k: 0.3 if k[1] == "baseline" else 0.6, recipe="raw",
+                       seed=3).close()
+    with ResultsDB(db_path) as db:
+        official = an.analyse(db, n_boot=20)
+        raw = an.analyse(db, n_boot=20, prefer="raw")
+        assert official.recipes == {"xnli": "official", "xcopa": "official"}
+        assert raw.recipes == {"xnli": "official", "xcopa": "raw"}
+        assert raw.both_recipes == ["xcopa"]
+        rows = {(c, r.language): r.value for c, r in db.results()}
+    langs = synthetic_db.LANGS["xcopa"]
+    expected = np.mean([rows[("tiny1/mnli/xcopa/s0/raw", lg)] - rows[("tiny1/baseline/xcopa/s0/raw",
+                                                                      lg)] for lg in langs])
+    assert raw.gains[("tiny1", "mnli", "xcopa")].point == pytest.approx(expected)
+    text = report.write_report(db_path, tmp_path / "report", n_boot=20).read_text()
+    assert "Recipes: xnli official, xcopa official" in text
+    section = text.split("## Raw recipe variants")[1].split("## Cells")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| tiny1 | mnli |"))
+    assert _cells(row)[2] == report.fmt(raw.gains[("tiny1", "mnli", "xcopa")], 0.95)

@@ -1,0 +1,110 @@
+"""The runner's graph and skip logic with a fake executor (no training): finished cells are
+skipped on re-run, a failed cell blocks only its dependents, a cell left 'running' by a killed
+run is rerun, a dead worker's cell is recorded as failed; status estimates what is left."""
+import pytest
+
+from study import cell as cell_mod
+from study import experiment, grid, runner, status
+from study.db import ResultsDB
+from study.executors import Outcome
+
+CPU = "gin/study/study_cpu.gin"
+
+
+class FakeExecutor:
+    """Does what run-cell does to the DB, without training."""
+
+    def __init__(self, db, fail=(), die=()):
+        self.db, self.fail, self.die, self.ran, self.closed = db, set(fail), set(die), [], 0
+
+    def run(self, cell):
+        self.ran.append(cell.cell_id)
+        if cell.cell_id in self.die:  # the worker process died: nothing recorded
+            return Outcome(False, "worker process died")
+        self.db.mark_running(cell.cell_id, start_time="2026-01-01T00:00:00Z")
+        if cell.cell_id in self.fail:
+            self.db.mark_failed(cell.cell_id, "ValueError: boom")
+            return Outcome(False, "ValueError: boom")
+        self.db.record_results(cell.cell_id, [], end_time="2026-01-01T00:00:10Z")
+        return Outcome(True)
+
+    def close(self):
+        self.closed += 1
+
+
+class Quiet(runner.Progress):
+    def __init__(self, total):
+        super().__init__(total, stream=open("/dev/null", "w"))
+
+
+@pytest.fixture(scope="module")
+def exp(tmp_path_factory):
+    path = tmp_path_factory.mktemp("exp") / "small.gin"
+    path.write_text(f"include '{CPU}'\n"
+                    "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}\n"
+                    "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']\n"
+                    "experiment.study.targets = ['xnli', 'xcopa', 'xquad', 'tatoeba']\n")
+    return experiment.load(str(path))
+
+
+def _run(exp, study_dir, **kw):
+    with ResultsDB(f"{study_dir}/{cell_mod.DB_FILE}") as db:
+        ex = FakeExecutor(db, **kw)
+        summary = runner.run(exp, str(study_dir), ex, db=db,
+                             progress=Quiet(len(grid.build(exp, str(study_dir)))))
+        return ex, summary
+
+
+def test_runs_every_cell_once_in_order_then_skips_all(exp, tmp_path):
+    cells = grid.build(exp, str(tmp_path))
+    ex, summary = _run(exp, tmp_path)
+    assert ex.ran == [c.cell_id for c in cells] and ex.closed == 1
+    assert len(summary.done) == len(cells) and not summary.failed and not summary.left
+    ex2, summary2 = _run(exp, tmp_path)
+    assert ex2.ran == [] and len(summary2.done) == len(cells)
+
+
+def test_failure_blocks_only_dependents_and_is_retried(exp, tmp_path):
+    cells = grid.build(exp, str(tmp_path))
+    ex, summary = _run(exp, tmp_path, fail={"tiny/s0/qqp"})
+    down = grid.dependents(cells, "tiny/s0/qqp")
+    assert not down & set(ex.ran)
+    assert summary.failed == {"tiny/s0/qqp": "ValueError: boom"}
+    assert set(summary.blocked) == down
+    baseline = [c.cell_id for c in cells if c.condition == "baseline"]
+    assert set(baseline) <= set(summary.done)
+    with ResultsDB(f"{tmp_path}/{cell_mod.DB_FILE}") as db:
+        assert db.get_cell("tiny/s0/qqp").error == "ValueError: boom"
+    ex2, summary2 = _run(exp, tmp_path)  # the next run retries the failed cell and the rest
+    assert ex2.ran == ["tiny/s0/qqp", *[c.cell_id for c in cells if c.cell_id in down]]
+    assert len(summary2.done) == len(cells)
+
+
+def test_cell_left_running_by_a_kill_is_rerun(exp, tmp_path):
+    _run(exp, tmp_path)
+    with ResultsDB(f"{tmp_path}/{cell_mod.DB_FILE}") as db:
+        db.mark_running("tiny/s0/baseline/xquad")
+    ex, summary = _run(exp, tmp_path)
+    assert ex.ran == ["tiny/s0/baseline/xquad"]
+    assert not summary.left and not summary.failed
+
+
+def test_dead_worker_is_recorded_as_failed(exp, tmp_path):
+    ex, summary = _run(exp, tmp_path, die={"tiny/s0/baseline/xnli"})
+    assert summary.failed == {"tiny/s0/baseline/xnli": "worker process died"}
+    assert "tiny/s0/baseline/xcopa" in summary.done  # independent cells went on
+
+
+def test_status_estimates_from_the_same_kind_and_size(exp, tmp_path):
+    _run(exp, tmp_path, fail={"tiny/s0/baseline/xquad"})
+    cells = grid.build(exp, str(tmp_path))
+    with ResultsDB(f"{tmp_path}/{cell_mod.DB_FILE}") as db:
+        db.mark_pending("tiny/s0/baseline/xquad")
+        records = {r.cell_id: r for r in db.cells()}
+    s = status.summarize(cells, records)
+    # xquad (a 'target' cell, measured 10 s each) and the baseline tatoeba cell ('embedding',
+    # its only cell of that kind and size in the grid done is the qqp one: 10 s)
+    assert s.left == ["tiny/s0/baseline/xquad", "tiny/s0/baseline/tatoeba"]
+    assert s.remaining_s == pytest.approx(20.0) and s.unknown == 0
+    text = status.render(s)
+    assert "estimated remaining compute: 0m20s" in text and "2 left" in text

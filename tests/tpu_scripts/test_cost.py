@@ -1,0 +1,75 @@
+"""`python -m tpu_scripts.cost`: chip-hours per cell and per size from the stated formula."""
+import dataclasses
+
+import pytest
+
+from tpu_scripts import cost, topology
+from train import flops
+from train.config import MT5Config
+
+BASE = MT5Config(emb_dim=768, mlp_dim=2048, num_heads=12, num_encoder_layers=12,
+                 num_decoder_layers=12)
+
+
+def cell(cell_id="base/inter", steps=1000, targets=128, dual=False, size="base"):
+    return cost.TrainCell(cell_id, "retrieval" if dual else "target", size, steps, 1024,
+                          targets, 128, dual_encoder=dual)
+
+
+def test_chip_hours_follow_the_formula():
+    chip = topology.CHIPS["v5e"]
+    (c,) = cost.cost_cells([cell()], {"base": BASE}, chip, mfu=0.5)
+    step = flops.train_step_flops(BASE, 128, 1024, 128)
+    assert c.flops_per_step == step
+    assert c.chip_hours == pytest.approx(1000 * step / (197e12 * 0.5) / 3600)
+    # twice the steps, twice the hours; a faster chip, fewer hours
+    (c2,) = cost.cost_cells([cell(steps=2000)], {"base": BASE}, chip, mfu=0.5)
+    assert c2.chip_hours == pytest.approx(2 * c.chip_hours)
+    (c3,) = cost.cost_cells([cell()], {"base": BASE}, topology.CHIPS["v5p"], mfu=0.5)
+    assert c3.chip_hours == pytest.approx(c.chip_hours * 197 / 459)
+
+
+def test_dual_encoder_costs_the_two_encoder_towers_only():
+    (enc_dec,) = cost.cost_cells([cell()], {"base": BASE}, topology.CHIPS["v4"], 0.4)
+    (dual,) = cost.cost_cells([cell(dual=True)], {"base": BASE}, topology.CHIPS["v4"], 0.4)
+    no_decoder = dataclasses.replace(BASE, num_decoder_layers=1)
+    assert dual.flops_per_step < enc_dec.flops_per_step
+    # more than the query tower's train FLOPs alone (the candidate tower adds to it)
+    query_only = 3 * flops.forward_flops(no_decoder, 128, 1024, 1).encoder
+    assert dual.flops_per_step > query_only
+
+
+def test_cells_without_training_cost_nothing_and_bad_mfu_is_refused():
+    assert cost.cost_cells([cell(steps=0)], {"base": BASE}, topology.CHIPS["v5e"], 0.4) == []
+    with pytest.raises(ValueError, match="--mfu 1.5: expected a fraction"):
+        cost.cost_cells([cell()], {"base": BASE}, topology.CHIPS["v5e"], 1.5)
+
+
+def test_report_sums_per_size_and_prices_the_total():
+    chip = topology.CHIPS["v5e"]
+    cells = [cell("b1"), cell("b2", targets=512), cell("x1", size="xxl")]
+    xxl = MT5Config(emb_dim=4096, mlp_dim=10240, num_heads=64, num_encoder_layers=24,
+                    num_decoder_layers=24)
+    costs = cost.cost_cells(cells, {"base": BASE, "xxl": xxl}, chip, 0.4)
+    text = cost.report(costs, chip, 0.4, price=2.0, per_cell=True)
+    lines = text.splitlines()
+    assert lines[0] == cost.FORMULA
+    base_hours = costs[0].chip_hours + costs[1].chip_hours
+    base_line = next(line for line in lines if line.startswith("base "))
+    assert base_line.split()[1:3] == ["2", "2,000"]
+    assert float(base_line.split()[3].replace(",", "")) == pytest.approx(base_hours, abs=0.06)
+    total = next(line for line in lines if line.startswith("total"))
+    hours = sum(c.chip_hours for c in costs)
+    assert float(total.split()[4].replace(",", "")) == pytest.approx(2 * hours, abs=0.6)
+    assert costs[2].chip_hours > 10 * costs[0].chip_hours  # XXL vs Base at equal steps
+
+
+def test_cli_on_the_study_experiment(capsys):
+    assert cost.main(["gin/study/study_base.gin", "--mfu", "0.4", "--cells"]) == 0
+    out = capsys.readouterr().out
+    assert cost.FORMULA in out
+    cell_lines = [line for line in out.splitlines() if line.startswith("base/")]
+    total = next(line for line in out.splitlines() if line.startswith("total"))
+    assert int(total.split()[1]) == len(cell_lines) > 0
+    summed = sum(float(line.split()[-1].replace(",", "")) for line in cell_lines)
+    assert float(total.split()[3].replace(",", "")) == pytest.approx(summed, rel=1e-3)
