@@ -32,7 +32,6 @@ class TargetSettings:
     max_examples: int | None = None
     retrieval_layer: int | None = None
     retrieval_pooling: str = "mean"
-    top_k: int = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +93,7 @@ def language_scores(target: str, lang: str, task: seqio.Task, examples: Sequence
     return out
 
 
-def _decode_target(model: Any, params: Any, target: str, split: str, langs: Sequence[str],
+def _decode_target(params: Any, target: str, split: str, langs: Sequence[str],
                    settings: TargetSettings, batch_fn: predict.BatchFn,
                    output_dir: str | None, leaderboard_dir: str | None,
                    info: Mapping[str, Any]) -> dict[str, LanguageResult]:
@@ -157,7 +156,7 @@ def evaluate_target(model: Any, params: Any, target: str, settings: TargetSettin
                                             beam_size=settings.beam_size,
                                             alpha=settings.alpha),
                 mesh, rules, params_sharding)
-        results = _decode_target(model, params, target, split, langs, settings, batch_fn,
+        results = _decode_target(params, target, split, langs, settings, batch_fn,
                                  output_dir, leaderboard_dir, info)
     score = xtreme_r.task_score(target, {lang: r.metrics for lang, r in results.items()})
     return TargetResult(target, split, results, score.score, info)

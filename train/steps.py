@@ -15,7 +15,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding
 
 from train import models, optimizer, partitioning, train_state, train_step
 
@@ -28,7 +28,7 @@ def rules_for(parameter_partitioning: str = "1d",
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """Batch dimension over 'data', everything else replicated."""
-    return NamedSharding(mesh, PartitionSpec("data"))
+    return partitioning.data_sharding(mesh)
 
 
 class MeshFn:
