@@ -21,7 +21,7 @@ import json
 import math
 import numbers
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -159,10 +159,19 @@ def read_split(task: seqio.Task, settings: EvalSettings) -> tuple[list[dict], tf
     return examples, converted.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def padded_batches(batches: tf.data.Dataset, batch_size: int
+def materialized_split(task: seqio.Task, settings: EvalSettings
+                       ) -> tuple[list[dict], list[dict[str, np.ndarray]]]:
+    """`read_split` with the batches read into host memory: a split evaluated again and again
+    (model selection at every validation step) builds its input pipeline once."""
+    examples, batches = read_split(task, settings)
+    return examples, list(batches.as_numpy_iterator())
+
+
+def padded_batches(batches: tf.data.Dataset | Iterable[dict[str, np.ndarray]], batch_size: int
                    ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
     """(batch padded to batch_size with zero rows, number of real rows)."""
-    for batch in batches.as_numpy_iterator():
+    rows = batches.as_numpy_iterator() if isinstance(batches, tf.data.Dataset) else batches
+    for batch in rows:
         n = next(iter(batch.values())).shape[0]
         if n < batch_size:
             batch = {k: np.concatenate([v, np.zeros((batch_size - n,) + v.shape[1:], v.dtype)])
@@ -170,7 +179,7 @@ def padded_batches(batches: tf.data.Dataset, batch_size: int
         yield batch, n
 
 
-def run_batches(batch_fn: BatchFn, params: Any, batches: tf.data.Dataset,
+def run_batches(batch_fn: BatchFn, params: Any, batches: tf.data.Dataset | list[dict],
                 batch_size: int) -> dict[str, np.ndarray]:
     """Outputs of every real row, concatenated. Batch i+1 is dispatched before batch i's
     outputs are fetched, so the host never waits on the device between batches."""
@@ -191,7 +200,8 @@ def run_batches(batch_fn: BatchFn, params: Any, batches: tf.data.Dataset,
     return {k: np.concatenate(v) for k, v in collected.items()}
 
 
-def run_batches_multiprocess(batch_fn: BatchFn, params: Any, batches: tf.data.Dataset,
+def run_batches_multiprocess(batch_fn: BatchFn, params: Any,
+                             batches: tf.data.Dataset | list[dict],
                              batch_size: int, num_examples: int) -> dict[str, np.ndarray]:
     """Data-parallel over processes: process p runs examples p, p+P, ... in host batches of
     batch_size / P; every process runs the same number of batches (zero rows after its shard
@@ -200,6 +210,9 @@ def run_batches_multiprocess(batch_fn: BatchFn, params: Any, batches: tf.data.Da
     if batch_size % procs:
         raise ValueError(f"batch_size={batch_size} is not divisible by the {procs} processes")
     per_host = batch_size // procs
+    if not isinstance(batches, tf.data.Dataset):  # materialized host batches
+        batches = tf.data.Dataset.from_tensor_slices(
+            {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}).batch(batch_size)
     mine = batches.unbatch().shard(procs, me).batch(per_host)
     shard_len = math.ceil(num_examples / procs)
     num_batches = math.ceil(shard_len / per_host)
@@ -321,13 +334,15 @@ class TaskOutput:
 
 
 def predict_task(task_name: str, params: Any, batch_fn: BatchFn,
-                 settings: EvalSettings) -> TaskOutput:
-    """Decode or score every example of one task split and compute its metrics (no files)."""
+                 settings: EvalSettings, *, split_data: tuple[list[dict], Any] | None = None
+                 ) -> TaskOutput:
+    """Decode or score every example of one task split and compute its metrics (no files).
+    `split_data`: the split as `materialized_split` returned it, to skip reading it again."""
     task = seqio.get_mixture_or_task(task_name)
     if not isinstance(task, seqio.Task):
         raise ValueError(f"{task_name!r} is a mixture; evaluate its tasks one by one "
                          "(`eval.__main__` does)")
-    examples, batches = read_split(task, settings)
+    examples, batches = split_data if split_data is not None else read_split(task, settings)
     if jax.process_count() == 1:
         outputs = run_batches(batch_fn, params, batches, settings.batch_size)
     else:

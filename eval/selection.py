@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import seqio
+
 from eval import predict, xtreme_r
 from eval import targets as eval_targets
 
@@ -60,10 +62,12 @@ def task_score(target: str, per_language: Mapping[str, Mapping[str, float]]) -> 
 def make_selection_fn(model: Any, target: str, protocol: str,
                       settings: eval_targets.TargetSettings, *, split: str = "validation",
                       mesh: Any = None, rules: Any = None, params_sharding: Any = None,
-                      log: Callable[[str], None] | None = None
+                      log: Callable[[str], None] | None = None,
+                      batch_fn: predict.BatchFn | None = None
                       ) -> Callable[[Any, int], dict[str, float]] | None:
     """`selection_fn(params, step) -> {'task_score': ...}` for `train.trainer.train`, or None
-    for the 'last' protocol."""
+    for the 'last' protocol. The English dev set is read once, at the first call; `batch_fn`
+    reuses a compiled decoder (`predict.make_batch_fn` of the same settings)."""
     target = xtreme_r.get_task(target).name
     langs: Sequence[str] = selection_languages(target, protocol)
     if not langs or target in NO_RANKED_DEV:
@@ -74,13 +78,18 @@ def make_selection_fn(model: Any, target: str, protocol: str,
         batch_size=settings.batch_size, beam_size=settings.beam_size, alpha=settings.alpha,
         max_examples=settings.max_examples)
     retrieval = target in eval_targets.RETRIEVAL_TARGETS
-    batch_fn = None if retrieval else predict.make_batch_fn(model, eval_settings, mesh, rules,
-                                                            params_sharding)
+    if batch_fn is None and not retrieval:
+        batch_fn = predict.make_batch_fn(model, eval_settings, mesh, rules, params_sharding)
+    english_dev: list[Any] = []  # (examples, host batches), read at the first call
 
     def selection_fn(params: Any, step: int) -> dict[str, float]:
         if protocol == "en_dev" and not retrieval:
-            out = predict.predict_task(english_dev_task(target), params, batch_fn,
-                                       eval_settings)
+            name = english_dev_task(target)
+            if not english_dev:
+                english_dev.append(predict.materialized_split(
+                    seqio.get_mixture_or_task(name), eval_settings))
+            out = predict.predict_task(name, params, batch_fn, eval_settings,
+                                       split_data=english_dev[0])
             per_language = {"en": out.metrics}
         else:  # every language's dev set (or Mewsli-X's English WikiNews dev set)
             per_language = eval_targets.evaluate_target(

@@ -195,7 +195,25 @@ def _selection_fn(exp: Experiment, cell: grid.Cell, model: Any) -> Any:
     settings = eval_targets.TargetSettings(
         feature_lengths=exp.eval_length(cell.target).as_dict(), batch_size=exp.eval_batch_size,
         max_examples=exp.eval_max_examples, retrieval_pooling=exp.retrieval_pooling)
-    return selection.make_selection_fn(model, cell.target, protocol, settings)
+    batch_fn = None
+    if cell.target not in eval_targets.RETRIEVAL_TARGETS:
+        batch_fn = _decode_fn(exp, cell, model)  # the evaluation's decoder, compiled once
+    return selection.make_selection_fn(model, cell.target, protocol, settings,
+                                       batch_fn=batch_fn)
+
+
+def _decode_fn(exp: Experiment, cell: grid.Cell, config: Any) -> Any:
+    """The greedy decoder of (model config, eval lengths, batch), built once per worker."""
+    from eval import predict
+    from train import network
+
+    lengths = exp.eval_length(cell.target).as_dict()
+    key = (repr(config), tuple(sorted(lengths.items())), exp.eval_batch_size)
+    if key not in _BATCH_FNS:
+        settings = predict.EvalSettings(feature_lengths=lengths, split="validation",
+                                        mode="decode", batch_size=exp.eval_batch_size)
+        _BATCH_FNS[key] = predict.make_batch_fn(network.Transformer(config), settings)
+    return _BATCH_FNS[key]
 
 
 def dual_encoder_model(exp: Experiment, config: Any) -> Any:
@@ -327,16 +345,10 @@ def evaluate_decode(exp: Experiment, cell: grid.Cell, config: Any, checkpoint: s
     import seqio
 
     from eval import predict
-    from train import network
 
     lengths = exp.eval_length(cell.target).as_dict()
     split = exp.split_for(cell.target)
-    settings = predict.EvalSettings(feature_lengths=lengths, split=split, mode="decode",
-                                    batch_size=exp.eval_batch_size)
-    key = (repr(config), tuple(sorted(lengths.items())), exp.eval_batch_size)
-    if key not in _BATCH_FNS:
-        _BATCH_FNS[key] = predict.make_batch_fn(network.Transformer(config), settings)
-    batch_fn = _BATCH_FNS[key]
+    batch_fn = _decode_fn(exp, cell, config)
     params = _load_params(config, checkpoint, cell.seed)
     langs = exp.languages[cell.target]
     per_lang = [eval_examples(f"xitt.{cell.target}.{lang}", split, lengths,

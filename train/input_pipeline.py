@@ -196,6 +196,14 @@ def eval_iterator(cfg: DatasetConfig, mesh: Mesh,
     every process then yields exactly that many batches (zero batches after its shard ends),
     which keeps the collective steps in lockstep.
     """
+    for host_batch in eval_host_batches(cfg, mesh, num_batches):
+        yield to_global(host_batch, mesh)
+
+
+def eval_host_batches(cfg: DatasetConfig, mesh: Mesh,
+                      num_batches: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """`eval_iterator`'s batches as this host's numpy rows (keep them to evaluate again
+    without rebuilding the input pipeline)."""
     if num_batches is None and jax.process_count() > 1:
         raise ValueError("eval_steps must be set when training with several processes")
     per_host = host_batch_size(cfg.global_batch_size, mesh)
@@ -213,5 +221,5 @@ def eval_iterator(cfg: DatasetConfig, mesh: Mesh,
                 return
             host_batch = {k: v[:0] for k, v in template.items()}
         template = host_batch
-        yield to_global(_pad_rows(host_batch, per_host), mesh)
+        yield _pad_rows(host_batch, per_host)
         produced += 1

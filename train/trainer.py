@@ -324,10 +324,14 @@ def train(
         model_config=model_config if model.kind == "encoder_decoder" else None,
         feature_lengths=task_feature_lengths)
 
+    validation: list[dict[str, Any]] = []  # read once, on host: every validation is the same
+
     def evaluate(params) -> dict[str, float]:
+        if not validation:
+            validation.extend(input_pipeline.eval_host_batches(eval_cfg, mesh, eval_steps))
         totals = None
-        for batch in input_pipeline.eval_iterator(eval_cfg, mesh, eval_steps):
-            sums = run_eval(params, batch)
+        for host_batch in validation:
+            sums = run_eval(params, input_pipeline.to_global(host_batch, mesh))
             totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
         host = {k: float(v) for k, v in jax.device_get(totals).items()}
         return {"loss": host["loss_sum"] / max(host["tokens"], 1.0),
