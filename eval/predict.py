@@ -141,8 +141,48 @@ def _model_features(mode: str) -> tuple[str, ...]:
             "decoder_loss_weights")
 
 
-def read_split(task: seqio.Task, settings: EvalSettings) -> tuple[list[dict], tf.data.Dataset]:
-    """(raw examples in split order, their model features batched by batch_size)."""
+_KEPT: dict[tuple, Any] | None = None  # see keep_splits_in_memory
+
+
+def keep_splits_in_memory(enabled: bool = True) -> None:
+    """From now on, keep every split this process reads for evaluation (`read_split`,
+    `eval.retrieval.read_task`) in host memory, read once. For a long-lived worker that scores
+    many checkpoints on the same splits (the study's cells); `python -m eval` reads each split
+    once and leaves this off."""
+    global _KEPT
+    if not enabled:
+        _KEPT = None
+    elif _KEPT is None:
+        _KEPT = {}
+
+
+def kept(key: tuple, read: Callable[[], Any]) -> Any:
+    """`read()`, or its kept result when `keep_splits_in_memory` is on."""
+    if _KEPT is None:
+        return read()
+    if key not in _KEPT:
+        _KEPT[key] = read()
+    return _KEPT[key]
+
+
+def read_split(task: seqio.Task, settings: EvalSettings
+               ) -> tuple[list[dict], tf.data.Dataset | list[dict[str, np.ndarray]]]:
+    """(raw examples in split order, their model features batched by batch_size); the batches
+    are host arrays when `keep_splits_in_memory` is on."""
+    if _KEPT is not None:
+        key = ("split", task.name, settings.split, tuple(sorted(settings.feature_lengths.items())),
+               settings.max_examples, settings.mode, settings.batch_size)
+        return kept(key, lambda: _materialized(_read_split(task, settings)))
+    return _read_split(task, settings)
+
+
+def _materialized(split: tuple[list[dict], tf.data.Dataset]
+                  ) -> tuple[list[dict], list[dict[str, np.ndarray]]]:
+    return split[0], list(split[1].as_numpy_iterator())
+
+
+def _read_split(task: seqio.Task, settings: EvalSettings
+                ) -> tuple[list[dict], tf.data.Dataset]:
     if settings.split not in task.splits:
         raise ValueError(f"task {task.name!r} has no split {settings.split!r} "
                          f"(splits: {list(task.splits)})")
@@ -154,7 +194,8 @@ def read_split(task: seqio.Task, settings: EvalSettings) -> tuple[list[dict], tf
     if not examples:
         raise ValueError(f"split {settings.split!r} of task {task.name!r} has no examples")
     keys = _model_features(settings.mode)
-    converted = seqio.EncDecFeatureConverter(pack=False)(ds, dict(settings.feature_lengths))
+    converted = seqio.EncDecFeatureConverter(pack=False, apply_length_check=False)(
+        ds, dict(settings.feature_lengths))  # the task trims to these lengths (train.models)
     converted = converted.map(lambda ex: {k: ex[k] for k in keys})
     return examples, converted.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
 
@@ -163,8 +204,8 @@ def materialized_split(task: seqio.Task, settings: EvalSettings
                        ) -> tuple[list[dict], list[dict[str, np.ndarray]]]:
     """`read_split` with the batches read into host memory: a split evaluated again and again
     (model selection at every validation step) builds its input pipeline once."""
-    examples, batches = read_split(task, settings)
-    return examples, list(batches.as_numpy_iterator())
+    split = read_split(task, settings)
+    return split if _KEPT is not None else _materialized(split)
 
 
 def padded_batches(batches: tf.data.Dataset | Iterable[dict[str, np.ndarray]], batch_size: int

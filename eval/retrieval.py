@@ -125,6 +125,13 @@ class Embedder:
 
 def read_task(task_name: str, split: str, length: int, max_examples: int | None = None
               ) -> tuple[seqio.Task, list[dict[str, Any]]]:
+    """(task, examples in split order); kept in memory under `predict.keep_splits_in_memory`."""
+    return predict.kept(("retrieval", task_name, split, length, max_examples),
+                        lambda: _read_task(task_name, split, length, max_examples))
+
+
+def _read_task(task_name: str, split: str, length: int, max_examples: int | None
+               ) -> tuple[seqio.Task, list[dict[str, Any]]]:
     task = seqio.get_mixture_or_task(task_name)
     if split not in task.splits:
         raise ValueError(f"task {task_name!r} has no split {split!r} (splits: "

@@ -20,7 +20,8 @@ fi
 export JAX_PLATFORMS=${JAX_PLATFORMS:-cpu} TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
 
 status=0
-python -m study run "$EXPERIMENT" --study_dir "$STUDY_DIR" || status=$?
+# two cells side by side (one worker process each): the 2 cores stay busy
+python -m study run "$EXPERIMENT" --study_dir "$STUDY_DIR" --workers "${WORKERS:-2}" || status=$?
 # The report marks failed or missing cells instead of averaging over them.
 python -m study report --study_dir "$STUDY_DIR"
 exit $status

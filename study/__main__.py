@@ -1,6 +1,7 @@
 """The study's command line.
 
   python -m study run EXPERIMENT.gin [--study_dir DIR] [--executor local|subprocess]
+                                     [--workers N]
   python -m study run-cell EXPERIMENT.gin --cell CELL_ID [--study_dir DIR]
   python -m study status EXPERIMENT.gin [--study_dir DIR]
   python -m study report [--study_dir DIR] [--out DIR]
@@ -47,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_run.add_argument("experiment")
     p_run.add_argument("--study_dir")
     p_run.add_argument("--executor", choices=("local", "subprocess"), default="local")
+    p_run.add_argument("--workers", type=int, default=1,
+                       help="cells run side by side, one worker process each (default 1)")
     p_cell = sub.add_parser("run-cell", help="run one cell (what every executor runs)")
     p_cell.add_argument("experiment")
     p_cell.add_argument("--cell", required=True)
@@ -127,12 +130,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     from study import executors, runner, status
 
-    executor = (executors.LocalExecutor(args.experiment, study_dir) if args.executor == "local"
-                else executors.SubprocessExecutor())
+    if args.workers < 1:
+        raise ValueError(f"--workers {args.workers}: expected at least 1")
+    pool = [executors.LocalExecutor(args.experiment, study_dir,
+                                    "worker.log" if i == 0 else f"worker-{i}.log")
+            if args.executor == "local" else executors.SubprocessExecutor()
+            for i in range(args.workers)]
     print(f"study {exp.name}: {len(exp.sizes)} sizes x {len(exp.conditions)} conditions x "
           f"{len(exp.targets)} targets -> {study_dir}", file=sys.stderr)
     try:
-        summary = runner.run(exp, study_dir, executor, db=db)
+        summary = runner.run(exp, study_dir, pool, db=db)
     finally:
         db.close()
     print(status.render(summary))

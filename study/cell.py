@@ -8,17 +8,14 @@ task registry are imported once.
 """
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import functools
-import json
 import os
 import subprocess
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from eval import example_scores as scores
 from study import grid
 from study.experiment import REPO_ROOT, Experiment, condition_short
 
@@ -224,266 +221,56 @@ def dual_encoder_model(exp: Experiment, config: Any) -> Any:
 
 # ------------------------------------------------------------------------------ evaluation
 
-def _load_params(config: Any, checkpoint: str | None, seed: int) -> Any:
-    import jax
-
-    from train import checkpoints, network, scan
-
-    disk = dataclasses.replace(config, scan_layers=False)
-    if checkpoint is None:  # a toy size's random init (same seed as the trainer's init)
-        return network.init_params(config, jax.random.split(jax.random.key(seed))[0], 2, 2)
-    abstract = network.abstract_params(disk)
-    shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]),
-                             abstract)
-    params = checkpoints.load_params(checkpoint, abstract, shardings)
-    return scan.scan_params(params, config) if config.scan_layers else params
-
-
-_EXAMPLES: dict[tuple, list[dict[str, Any]]] = {}
 _BATCH_FNS: dict[tuple, Any] = {}
 
 
-def eval_examples(name: str, split: str, lengths: Mapping[str, int],
-                  max_examples: int | None) -> list[dict[str, Any]]:
-    """The split's preprocessed examples in split order, cached for the process: every cell of
-    a target reads the same data, so a worker builds each language's input pipeline once."""
-    import seqio
-
-    key = (name, split, tuple(sorted(lengths.items())), max_examples)
-    if key not in _EXAMPLES:
-        task = seqio.get_mixture_or_task(name)
-        if split not in task.splits:
-            raise CellError(f"task {name!r} has no split {split!r} (splits: {list(task.splits)})")
-        ds = task.get_dataset(sequence_length=dict(lengths), split=split, shuffle=False,
-                              num_epochs=1, seed=None)
-        if max_examples is not None:
-            ds = ds.take(max_examples)
-        _EXAMPLES[key] = list(ds.as_numpy_iterator())
-        if not _EXAMPLES[key]:
-            raise CellError(f"split {split!r} of task {name!r} has no examples")
-    return _EXAMPLES[key]
-
-
-def _padded(rows: list[Any], length: int, batch_size: int):
-    """Token rows -> [n_batches * batch_size, length] int32 (zero rows pad the last batch)."""
-    import numpy as np
-
-    n = -(-len(rows) // batch_size) * batch_size
-    out = np.zeros((n, length), np.int32)
-    for i, row in enumerate(rows):
-        row = np.asarray(row)[:length]
-        out[i, :len(row)] = row
-    return out
-
-
-def _target_text(task: Any, ex: Mapping[str, Any]) -> Any:
-    """The postprocessed target, as eval.predict.compute_metrics (seqio's Evaluator) makes it."""
-    target = ex.get("targets_pretokenized")
-    if target is None:
-        target = task.output_features["targets"].vocabulary.decode([int(t) for t in ex["targets"]])
-    if isinstance(target, bytes):
-        target = target.decode("utf-8")
-    return task.postprocess_fn(target, example=ex, is_target=True)
-
-
-def score_language(target: str, lang: str, task: Any, examples: list[dict[str, Any]],
-                   outputs: list[Any], metrics: Mapping[str, float]):
-    """(Results, PerExamples) of one language; `outputs` postprocessed. The per-example scores
-    are checked to reproduce the task's corpus metric."""
-    from study.db import PerExample, Result
-
-    targets = [_target_text(task, ex) for ex in examples]
-    ids = tuple(f"{lang}:{i}" for i in range(len(examples)))
-    results, per_example = [], []
-    for metric in scores.MAIN_METRICS[target]:
-        if metric not in metrics:
-            raise CellError(f"xitt.{target}.{lang}: metric {metric!r} missing from "
-                            f"{sorted(metrics)}")
-        value = float(metrics[metric])
-        if target in scores.F1_COUNT_TARGETS:
-            s = scores.f1_counts(target, targets, outputs)
-            mine, agg = scores.f1_from_counts(s), "f1_counts"
-        else:
-            (fn,) = task.predict_metric_fns
-            s = scores.mean_scores(fn, targets, outputs, metric)
-            mine, agg = float(s.mean()), "mean"
-        if abs(mine - value) > 1e-6 * max(1.0, abs(value)):
-            raise CellError(f"xitt.{target}.{lang} {metric}: per-example scores give {mine}, "
-                            f"the task's metric {value}")
-        results.append(Result(language=lang, metric=metric, value=value,
-                              num_examples=len(examples)))
-        per_example.append(PerExample(language=lang, metric=metric, example_ids=ids, scores=s,
-                                      aggregation=agg))
-    return results, per_example
-
-
-def _write_predictions(cell: grid.Cell, lang: str, split: str, examples: list[dict[str, Any]],
-                       scores_: Any, predictions: list[Any], metrics: Mapping[str, Any],
-                       info: Mapping[str, Any]) -> None:
-    """`<model_dir>/eval/<lang>/{predictions.jsonl,metrics.json}` (eval.predict's format) and
-    the XTREME-R submission file `<model_dir>/leaderboard/<task>/<split>-<lang>.<ext>`."""
-    from etils import epath
-
-    from eval import leaderboard, predict
-
-    out = epath.Path(cell.model_dir, "eval", lang)
-    out.mkdir(parents=True, exist_ok=True)
-    records = predict.example_records(examples, {"score": scores_}, predictions)
-    predict.atomic_write_text(out / predict.PREDICTIONS_FILE,
-                              "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    predict.atomic_write_text(out / predict.METRICS_FILE, json.dumps(
-        {**info, "num_examples": len(examples), "metrics": dict(metrics)}, indent=1) + "\n")
-    leaderboard.write_predictions(os.path.join(cell.model_dir, "leaderboard"),
-                                  f"xitt.{cell.target}.{lang}", records, split)
-
-
-def evaluate_decode(exp: Experiment, cell: grid.Cell, config: Any, checkpoint: str
-                    ) -> tuple[list, list]:
-    """Greedy decoding of every language of the target, all languages batched together through
-    one compiled function; metrics by the tasks' own metric functions (eval.predict)."""
-    import numpy as np
-    import seqio
-
-    from eval import predict
-
-    lengths = exp.eval_length(cell.target).as_dict()
-    split = exp.split_for(cell.target)
-    batch_fn = _decode_fn(exp, cell, config)
-    params = _load_params(config, checkpoint, cell.seed)
-    langs = exp.languages[cell.target]
-    per_lang = [eval_examples(f"xitt.{cell.target}.{lang}", split, lengths,
-                              exp.eval_max_examples) for lang in langs]
-    flat = [ex for exs in per_lang for ex in exs]
-    tokens = _padded([ex["inputs"] for ex in flat], lengths["inputs"], exp.eval_batch_size)
-    outs: dict[str, list] = {"tokens": [], "score": []}
-    bs = exp.eval_batch_size
-    for i in range(0, len(tokens), bs):
-        o = batch_fn(params, {"encoder_input_tokens": tokens[i:i + bs]})
-        for k in outs:
-            outs[k].append(np.asarray(o[k]))
-    out_tokens = np.concatenate(outs["tokens"])[:len(flat)]
-    out_scores = np.concatenate(outs["score"])[:len(flat)]
-    results, per_example, start = [], [], 0
-    for lang, examples in zip(langs, per_lang):
-        name = f"xitt.{cell.target}.{lang}"
-        task = seqio.get_mixture_or_task(name)
-        vocab = task.output_features["targets"].vocabulary
-        rows = slice(start, start + len(examples))
-        start += len(examples)
-        predictions = [vocab.decode(r.tolist()) for r in out_tokens[rows]]
-        metrics = predict.compute_metrics(task, examples, "decode", predictions,
-                                          out_scores[rows])
-        _write_predictions(cell, lang, split, examples, out_scores[rows], predictions, metrics,
-                           {"task": name, "split": split, "checkpoint": checkpoint,
-                            "cell": cell.cell_id})
-        outputs = [task.postprocess_fn(p, example=ex, is_target=False)
-                   for ex, p in zip(examples, predictions)]
-        r, p = score_language(cell.target, lang, task, examples, outputs, metrics)
-        results += r
-        per_example += p
-    return results, per_example
-
-
-def evaluate_tatoeba(exp: Experiment, cell: grid.Cell, config: Any, checkpoint: str | None
-                     ) -> tuple[list, list]:
-    """x -> en nearest neighbour by cosine over pooled encoder states
-    (`train.models.EncoderDecoderModel.embed`, layer and pooling from the experiment)."""
+def _load_params(model: Any, checkpoint: str | None, seed: int) -> Any:
+    """The model's params in its in-memory (scanned or not) layout; no checkpoint: a toy
+    size's random init, with the trainer's init seed."""
     import jax
-    import numpy as np
-    import seqio
-
-    from train import models
-
-    lengths = exp.eval_length("tatoeba").as_dict()
-    params = _load_params(config, checkpoint, cell.seed)
-    model = models.EncoderDecoderModel(config)
-    embed = jax.jit(functools.partial(model.embed, layer=exp.retrieval_layer,
-                                      pooling=exp.retrieval_pooling))
-    bs = exp.eval_batch_size
-
-    def embed_all(rows: list[Any], length: int) -> np.ndarray:
-        tokens = _padded(rows, length, bs)
-        e = np.concatenate([np.asarray(embed(params, tokens[i:i + bs]))
-                            for i in range(0, len(tokens), bs)])[:len(rows)]
-        return e / np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
-
-    results, per_example = [], []
-    for lang in exp.languages["tatoeba"]:
-        name = f"xitt.tatoeba.{lang}"
-        task = seqio.get_mixture_or_task(name)
-        examples = eval_examples(name, "test", lengths, exp.eval_max_examples)
-        queries = embed_all([e["inputs"] for e in examples], lengths["inputs"])
-        english = embed_all([e["targets"] for e in examples], lengths["inputs"])
-        nearest = [int(i) for i in (queries @ english.T).argmax(axis=-1)]
-        targets = [_target_text(task, ex) for ex in examples]
-        (fn,) = task.predict_metric_fns
-        metrics = fn(targets, nearest)
-        _write_predictions(cell, lang, "test", examples, np.zeros(len(examples)), nearest,
-                           metrics,
-                           {"task": name, "split": "test", "checkpoint": checkpoint,
-                            "cell": cell.cell_id, "retrieval_layer": exp.retrieval_layer,
-                            "retrieval_pooling": exp.retrieval_pooling})
-        r, p = score_language("tatoeba", lang, task, examples, nearest, metrics)
-        results += r
-        per_example += p
-    return results, per_example
-
-
-CANDIDATE_SPLITS = {"mewslix": "validation", "lareqa": "test"}  # pool of the evaluated split
-TOP_K = 20
-
-
-def evaluate_dual_encoder(exp: Experiment, cell: grid.Cell, config: Any, checkpoint: str
-                          ) -> tuple[list, list]:
-    """Mewsli-X / LAReQA: embed every query and the candidate pool with the trained dual
-    encoder, rank the pool by cosine (exact top-20), score with the task's mAP@20."""
-    import jax
-    import numpy as np
-    import seqio
 
     from train import checkpoints
 
-    model = dual_encoder_model(exp, config)
-    disk = model.unscanned() if config.scan_layers else model
-    abstract = disk.abstract_params()
-    shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]),
-                             abstract)
-    params = checkpoints.load_params(checkpoint, abstract, shardings)
-    if config.scan_layers:
-        params = model.scan(params)
-    embed = jax.jit(model.embed)
-    lengths = exp.eval_length(cell.target).as_dict()
-    bs = exp.eval_batch_size
-    split = exp.split_for(cell.target)
+    if checkpoint is None:
+        return model.init_params(jax.random.split(jax.random.key(seed))[0])
+    scanned = model.config.scan_layers
+    abstract = (model.unscanned() if scanned else model).abstract_params()
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    params = checkpoints.load_params(checkpoint, abstract, jax.tree.map(lambda _: device,
+                                                                         abstract))
+    return model.scan(params) if scanned else params
 
-    def embed_all(rows: list[Any]) -> np.ndarray:
-        tokens = _padded(rows, lengths["inputs"], bs)
-        return np.concatenate([np.asarray(embed(params, tokens[i:i + bs]))
-                               for i in range(0, len(tokens), bs)])[:len(rows)]
 
-    pool = eval_examples(f"xitt.{cell.target}.candidates",
-                         CANDIDATE_SPLITS[cell.target] if split == "validation" else "test",
-                         lengths, None)
-    pool_ids = [p["candidate_id"].decode() if isinstance(p["candidate_id"], bytes)
-                else str(p["candidate_id"]) for p in pool]
-    pool_emb = embed_all([p["inputs"] for p in pool])
+def evaluate(exp: Experiment, cell: grid.Cell, model: Any, checkpoint: str | None
+             ) -> tuple[list, list]:
+    """Every language of the cell's target through `eval.targets.evaluate_target`, the function
+    `python -m eval --target` runs, so a study number is the number `eval` prints for the same
+    checkpoint. Predictions and metrics go to `<model_dir>/eval/<task>/`, the XTREME-R
+    submission files to `<model_dir>/leaderboard/`; the DB gets every language's metrics and
+    the per-example scores behind them."""
+    from eval import targets as eval_targets
+    from study.db import PerExample, Result
+
+    settings = eval_targets.TargetSettings(
+        feature_lengths=exp.eval_length(cell.target).as_dict(), batch_size=exp.eval_batch_size,
+        max_examples=exp.eval_max_examples, retrieval_layer=exp.retrieval_layer,
+        retrieval_pooling=exp.retrieval_pooling)
+    batch_fn = (_decode_fn(exp, cell, model.config)
+                if cell.target in eval_targets.DECODE_TARGETS else None)
+    result = eval_targets.evaluate_target(
+        model, _load_params(model, checkpoint, cell.seed), cell.target, settings,
+        split=exp.split_for(cell.target), languages=exp.languages[cell.target],
+        batch_fn=batch_fn, output_dir=os.path.join(cell.model_dir, "eval"),
+        leaderboard_dir=os.path.join(cell.model_dir, "leaderboard"),
+        info={"checkpoint": checkpoint, "cell": cell.cell_id})
     results, per_example = [], []
-    for lang in exp.languages[cell.target]:
-        name = f"xitt.{cell.target}.{lang}"
-        task = seqio.get_mixture_or_task(name)
-        examples = eval_examples(name, split, lengths, exp.eval_max_examples)
-        sims = embed_all([e["inputs"] for e in examples]) @ pool_emb.T
-        top = np.argsort(-sims, axis=-1, kind="stable")[:, :TOP_K]
-        rankings = [[pool_ids[j] for j in row] for row in top]
-        targets = [_target_text(task, ex) for ex in examples]
-        (fn,) = task.predict_metric_fns
-        metrics = fn(targets, rankings)
-        _write_predictions(cell, lang, split, examples, np.zeros(len(examples)), rankings,
-                           metrics, {"task": name, "split": split, "checkpoint": checkpoint,
-                                     "cell": cell.cell_id, "pool_size": len(pool_ids)})
-        r, p = score_language(cell.target, lang, task, examples, rankings, metrics)
-        results += r
-        per_example += p
+    for lang, r in result.languages.items():
+        for metric, (values, aggregation) in r.example_scores.items():
+            results.append(Result(language=lang, metric=metric, value=float(r.metrics[metric]),
+                                  num_examples=r.num_examples))
+            per_example.append(PerExample(language=lang, metric=metric,
+                                          example_ids=r.example_ids, scores=values,
+                                          aggregation=aggregation))
     return results, per_example
 
 
@@ -493,8 +280,12 @@ def run_cell(exp: Experiment, cell_id: str, study_dir: str, *, db: Any = None) -
     """Run one cell end to end; a failure is recorded in the DB and re-raised."""
     import jax
 
+    from eval import predict
     from study.db import ResultsDB
 
+    # Every cell of a target is scored on the same splits (and selected on the same English
+    # dev set): a worker reads each once.
+    predict.keep_splits_in_memory()
     cells = grid.by_id(grid.build(exp, study_dir))
     if cell_id not in cells:
         sample = ", ".join(list(cells)[:5])
@@ -543,7 +334,10 @@ def _run(exp: Experiment, cell: grid.Cell, cells: Mapping[str, grid.Cell], db: A
             rec = db.get_cell(cell.init_from)
             checkpoint = (rec.checkpoint_path if rec is not None and rec.checkpoint_path
                           else checkpoint)
-        results, per_example = evaluate_tatoeba(exp, cell, config, checkpoint)
+        from train import models
+
+        results, per_example = evaluate(exp, cell, models.EncoderDecoderModel(config),
+                                        checkpoint)
         step = (int(checkpoint.rstrip("/").rsplit("_", 1)[-1])
                 if checkpoint and checkpoint.rstrip("/").rsplit("_", 1)[-1].isdigit() else None)
         return results, per_example, {
@@ -561,8 +355,11 @@ def _run(exp: Experiment, cell: grid.Cell, cells: Mapping[str, grid.Cell], db: A
     if cell.kind in ("intermediate", "stage"):
         return [], [], trained
     t0 = time.monotonic()
-    evaluate = evaluate_dual_encoder if cell.kind == "retrieval" else evaluate_decode
-    results, per_example = evaluate(exp, cell, config, trained["checkpoint_path"])
+    from train import models
+
+    model = (dual_encoder_model(exp, config) if cell.kind == "retrieval"
+             else models.EncoderDecoderModel(config))
+    results, per_example = evaluate(exp, cell, model, trained["checkpoint_path"])
     _log(f"{cell.cell_id}: evaluated {len(exp.languages[cell.target])} languages in "
          f"{time.monotonic() - t0:.1f}s")
     return results, per_example, trained

@@ -66,14 +66,14 @@ class SubprocessExecutor:
 class LocalExecutor:
     """One worker process, cells run in it one at a time (JSON lines over a pipe)."""
 
-    def __init__(self, experiment: str, study_dir: str) -> None:
-        self.experiment, self.study_dir = experiment, study_dir
+    def __init__(self, experiment: str, study_dir: str, log_name: str = "worker.log") -> None:
+        self.experiment, self.study_dir, self.log_name = experiment, study_dir, log_name
         self._proc: subprocess.Popen | None = None
         self._replies: IO[str] | None = None
 
     def _start(self) -> None:
         read_fd, write_fd = os.pipe()
-        log = open(os.path.join(self.study_dir, "worker.log"), "a", encoding="utf-8")
+        log = open(os.path.join(self.study_dir, self.log_name), "a", encoding="utf-8")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "study", "worker", self.experiment, "--study_dir",
              self.study_dir, "--reply_fd", str(write_fd)],
@@ -97,7 +97,7 @@ class LocalExecutor:
             code = self._proc.wait()
             self._proc = None
             return Outcome(False, f"worker process died (exit status {code}) while running "
-                                  f"{cell.cell_id}; see {self.study_dir}/worker.log")
+                                  f"{cell.cell_id}; see {self.study_dir}/{self.log_name}")
         reply = json.loads(line)
         return Outcome(bool(reply["ok"]), reply.get("error"))
 

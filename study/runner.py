@@ -4,14 +4,15 @@ Cells go in dependency order. A finished cell (status 'done' in the results data
 skipped; a cell left 'running' by a killed run is set back to pending and rerun, and the
 trainer resumes it from its last checkpoint in its model directory; a failed cell is recorded
 with its error and its dependents are blocked, while independent cells go on. Failed cells are
-retried on the next run.
+retried on the next run. `--workers N` runs up to N ready cells side by side (one local worker
+process each); the toy study on 2 cores runs two.
 """
 from __future__ import annotations
 
 import os
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from study import grid, status
 from study.executors import Executor, Outcome
@@ -59,48 +60,99 @@ def materialize(exp: Experiment, cells: list[grid.Cell], db) -> None:
             db.mark_pending(c.cell_id)
 
 
-def run(exp: Experiment, study_dir: str, executor: Executor, *, db=None,
-        progress: Progress | None = None, clock: Callable[[], float] = time.monotonic
-        ) -> status.Summary:
+def _call(executor: Executor, cell: grid.Cell) -> Future:
+    """Run a cell in the calling thread (one executor: no threads, as a plain loop would)."""
+    future: Future = Future()
+    try:
+        future.set_result(executor.run(cell))
+    except Exception as e:  # noqa: BLE001 - recorded as the cell's failure
+        future.set_exception(e)
+    return future
+
+
+def run(exp: Experiment, study_dir: str, executor: Executor | Sequence[Executor], *, db=None,
+        progress: Progress | None = None) -> status.Summary:
+    """Run every cell not done yet. With several executors (`--workers N`), each runs one cell
+    at a time and a cell starts as soon as its dependencies are done and an executor is free;
+    the first ready cell in dependency order goes first."""
     from study import cell as cell_mod
     from study.db import ResultsDB
 
+    pool = list(executor) if isinstance(executor, (list, tuple)) else [executor]
     os.makedirs(study_dir, exist_ok=True)
     own = db is None
     db = db or ResultsDB(os.path.join(study_dir, cell_mod.DB_FILE))
+    threads = ThreadPoolExecutor(len(pool)) if len(pool) > 1 else None
     try:
         cells = grid.build(exp, study_dir)
         materialize(exp, cells, db)
         progress = progress or Progress(len(cells))
+        done = {r.cell_id for r in db.cells() if r.status == "done"}
+        todo = [c for c in cells if c.cell_id not in done]
         failed: set[str] = set()
-        for c in cells:
+        free = list(pool)
+        running: dict[Future, tuple[grid.Cell, Executor]] = {}
+        seen: dict[int, set[str]] = {id(ex): set() for ex in pool}  # targets each has run
+        while True:
             records = {r.cell_id: r for r in db.cells()}
-            rec = records.get(c.cell_id)
-            if rec is not None and rec.status == "done":
-                continue
-            if any(d in failed or getattr(records.get(d), "status", "") != "done"
-                   for d in c.deps):
-                failed.add(c.cell_id)  # blocked: a dependency failed (pending in the DB)
-                continue
-            summary = status.summarize(cells, records)
-            eta = summary.remaining_s
-            if summary.unknown:  # kinds/sizes not measured yet: the mean of every finished cell
-                every = [d for ds in status.durations(records.values()).values() for d in ds]
-                eta = eta + summary.unknown * sum(every) / len(every) if every else None
-            progress.show(len(summary.done), c.cell_id, eta, len(summary.failed))
-            outcome: Outcome = executor.run(c)
-            if not outcome.ok:
-                failed.add(c.cell_id)
-                rec = db.get_cell(c.cell_id)
-                if rec is None or rec.status != "failed":  # the worker died before recording
-                    db.mark_failed(c.cell_id, outcome.error or "failed",
-                                   end_time=cell_mod.now())
+            ready = []
+            for c in list(todo):
+                if any(d in failed for d in c.deps):
+                    failed.add(c.cell_id)  # blocked: a dependency failed (pending in the DB)
+                    todo.remove(c)
+                elif all(getattr(records.get(d), "status", "") == "done" for d in c.deps):
+                    ready.append(c)
+            while free and ready:
+                ex = free.pop(0)
+                # A worker keeps the evaluation data it has read: with several, give each a
+                # target it knows (one executor runs in dependency order).
+                c = next((c for c in ready if c.target in seen[id(ex)]),
+                         ready[0]) if len(pool) > 1 else ready[0]
+                ready.remove(c)
+                todo.remove(c)
+                seen[id(ex)].add(c.target)
+                current = [r.cell_id for r, _ in running.values()] + [c.cell_id]
+                _show(progress, cells, db, current, len(pool))
+                future = (threads.submit(ex.run, c) if threads is not None else _call(ex, c))
+                running[future] = (c, ex)
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                c, ex = running.pop(future)
+                free.append(ex)
+                try:
+                    outcome: Outcome = future.result()
+                except Exception as e:  # noqa: BLE001 - the executor itself failed
+                    outcome = Outcome(False, cell_mod.one_line(e))
+                if not outcome.ok:
+                    failed.add(c.cell_id)
+                    rec = db.get_cell(c.cell_id)
+                    if rec is None or rec.status != "failed":  # the worker died first
+                        db.mark_failed(c.cell_id, outcome.error or "failed",
+                                       end_time=cell_mod.now())
         records = {r.cell_id: r for r in db.cells()}
         summary = status.summarize(cells, records)
         progress.show(len(summary.done), "finished", 0.0, len(summary.failed))
         progress.end()
         return summary
     finally:
-        executor.close()
+        for ex in pool:
+            ex.close()
+        if threads is not None:
+            threads.shutdown(wait=False, cancel_futures=True)
         if own:
             db.close()
+
+
+def _show(progress: Progress, cells: list[grid.Cell], db, current: list[str],
+          workers: int) -> None:
+    records = {r.cell_id: r for r in db.cells()}
+    summary = status.summarize(cells, records)
+    eta = summary.remaining_s
+    if summary.unknown:  # kinds/sizes not measured yet: the mean of every finished cell
+        every = [d for ds in status.durations(records.values()).values() for d in ds]
+        eta = eta + summary.unknown * sum(every) / len(every) if every else None
+    if eta is not None:
+        eta /= workers  # measured durations are wall times of cells run side by side
+    progress.show(len(summary.done), " + ".join(current), eta, len(summary.failed))

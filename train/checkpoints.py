@@ -13,6 +13,11 @@ temporary directory, or a directory without those markers) is never restored.
 Validation metrics of saved steps are kept in `<model_dir>/checkpoint_metrics.json` (strict
 JSON: a step whose metrics hold NaN or inf is refused, not saved).
 
+Input state: `save(..., data_state=fn)` calls `fn(directory)` on every process inside Orbax's
+temporary directory, after the arrays and before the commit, so each process's input iterator
+state (`train_ds-<process>-of-<count>`, t5x's name) is committed with the step and covered by
+its checksum manifest.
+
 Integrity (`train.checkpoint_integrity`): each save ends with a checksum manifest; a restore
 checks it, reads Orbax's metadata and checks every restored array for NaN/inf. A damaged step
 raises `CorruptCheckpointError`; `latest_intact_step` / `restore_latest_intact` skip it, say so
@@ -23,7 +28,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -106,8 +111,13 @@ def all_finite(tree: Any) -> bool:
     leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
     if not leaves:
         return True
-    return bool(jax.jit(lambda xs: jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in xs])))(
-        leaves))
+    return bool(_all_finite(leaves))
+
+
+@jax.jit
+def _all_finite(leaves: list[jax.Array]) -> jax.Array:
+    # One jitted function (compiled once per tree shape): a fresh jit per save traced it again.
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
 
 
 def stored_meta(step_dir: epath.Path) -> dict[str, report.Meta]:
@@ -306,6 +316,32 @@ def clean_stale(model_dir: str) -> list[str]:
     return removed
 
 
+class _TreeAndDataState(ocp.PyTreeCheckpointHandler):
+    """Orbax's PyTree handler that, after writing the arrays into the temporary directory,
+    lets each process add its files there (`data_state`); Orbax's barrier and commit follow,
+    so the step is committed with them or not at all."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data_state: Callable[[epath.Path], Any] | None = None
+
+    def save(self, directory: epath.Path, *args: Any, **kwargs: Any) -> None:
+        super().save(directory, *args, **kwargs)
+        if self.data_state is not None:
+            self.data_state(epath.Path(directory))
+
+
+# Orbax's Checkpointer takes a handler only with CheckpointArgs registered for its own class.
+@ocp.args.register_with_handler(_TreeAndDataState, for_save=True)
+class _TreeSave(ocp.args.PyTreeSave):
+    pass
+
+
+@ocp.args.register_with_handler(_TreeAndDataState, for_restore=True)
+class _TreeRestore(ocp.args.PyTreeRestore):
+    pass
+
+
 class Checkpoints:
     """Saves t5x trees under a model directory, keeping the last `keep` and the best one.
 
@@ -326,7 +362,8 @@ class Checkpoints:
         self.model_dir = epath.Path(model_dir)
         self.keep, self.best_metric, self.best_mode = keep, best_metric, best_mode
         self.checksums = checksums
-        self._ckptr = ocp.Checkpointer(ocp.PyTreeCheckpointHandler())
+        self._handler = _TreeAndDataState()
+        self._ckptr = ocp.Checkpointer(self._handler)
         self.removed_stale = clean_stale(str(self.model_dir))
 
     # metrics ------------------------------------------------------------------------------
@@ -370,9 +407,12 @@ class Checkpoints:
 
     # save ---------------------------------------------------------------------------------
     def save(self, step: int, tree: Mapping[str, Any],
-             metrics: Mapping[str, float] | None = None) -> epath.Path:
+             metrics: Mapping[str, float] | None = None, *,
+             data_state: Callable[[epath.Path], Any] | None = None) -> epath.Path:
         """Write `checkpoint_<step>` atomically, then its checksum manifest; refuse a state
-        or metrics with NaN or inf (NonFiniteStateError / NonFiniteMetricsError)."""
+        or metrics with NaN or inf (NonFiniteStateError / NonFiniteMetricsError).
+        `data_state(directory)` (every process) writes its input state into the step before
+        it is committed (`train.input_pipeline.TrainIterator.save`)."""
         values = self._finite_metrics(step, metrics) if metrics else None
         if not all_finite(tree):
             raise NonFiniteStateError(
@@ -381,7 +421,11 @@ class Checkpoints:
         path = checkpoint_path(str(self.model_dir), step)
         if jax.process_index() == 0:
             self.model_dir.mkdir(parents=True, exist_ok=True)
-        self._ckptr.save(path, args=ocp.args.PyTreeSave(tree), force=True)
+        self._handler.data_state = data_state
+        try:
+            self._ckptr.save(path, args=_TreeSave(tree), force=True)
+        finally:
+            self._handler.data_state = None
         if jax.process_index() == 0 and self.checksums:
             integrity.write_manifest(path)
         if values:

@@ -221,7 +221,7 @@ class DualEncoderModel(models.BaseModel):
         return nn.meta.unbox(jax.jit(self._init_boxed)(rng))
 
     def feature_converter(self, pack: bool = False) -> DualEncoderFeatureConverter:
-        return DualEncoderFeatureConverter(pack=pack)
+        return DualEncoderFeatureConverter(pack=pack, apply_length_check=False)  # as models
 
     def loss_fn(self, *, label_smoothing: float = 0.0, z_loss: float = 1e-4,
                 loss_normalizing_factor: float | str | None = None) -> LossFn:

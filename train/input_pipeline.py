@@ -9,11 +9,17 @@ permutes the whole split with the seed each epoch and gives each host every
 `process_count`-th example of that permutation; seqio's window shuffle still runs on top.
 
 Resume: the training stream is deterministic for a given seed (seeded permutation, seqio's
-seeded shuffle and preprocessing), so starting at step k skips the first k host batches of that
-same stream (`tf.data.Dataset.skip`). This replays the preprocessing (and packing) of the
-skipped examples; it is kept because packed batches take a data-dependent number of examples
-and because mixtures sample their tasks statefully, so no example offset can be computed from
-the step alone. Skipping is exact, not approximate.
+seeded shuffle and preprocessing). As in t5x, every checkpoint holds each process's tf.data
+iterator state (`checkpoint_<step>/train_ds-<process:03>-of-<count:03>.{index,data-*}`, written
+by `TrainIterator.save` into Orbax's temporary directory before the step is committed), and a
+resume restores it: no example is read again. A step without that state (written before input
+states were saved) is resumed by replay, said in one WARNING line: the first k host batches of
+the same stream are drawn and dropped, which re-runs their preprocessing and packing (packed
+batches take a data-dependent number of examples and mixtures sample their tasks statefully,
+so no example offset can be computed from the step alone). Both are exact. The state holds the
+positions and the buffers in flight: seqio's shuffle window per task, packing and prefetch
+(`python scripts/input_state_size.py` measures it); the file sources' full permutation is
+stateless, so no buffer of the split's indices is saved.
 
 `train_iterator` returns a `TrainIterator`: close it (or use it in a `with`) so the tf.data
 iterator and its threads are released before the process exits, including after an error.
@@ -23,6 +29,8 @@ task of the mixture has one in seqio's cache directories, and preprocesses on th
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 from collections.abc import Iterator, Mapping
 
 import jax
@@ -139,27 +147,95 @@ def to_global(host_batch: Mapping[str, np.ndarray], mesh: Mesh) -> Batch:
             for k, v in host_batch.items()}
 
 
+STATE_PREFIX = "train_ds"
+
+
+def iterator_state_prefix(step_dir: str | os.PathLike) -> str:
+    """This process's input-state prefix in a checkpoint directory (t5x's name)."""
+    name = f"{STATE_PREFIX}-{jax.process_index():03}-of-{jax.process_count():03}"
+    return os.path.join(os.fspath(step_dir), name)
+
+
+def _warn(line: str) -> None:
+    where = f"process {jax.process_index()}: " if jax.process_count() > 1 else ""
+    print(f"WARNING: {where}{line}", file=sys.stderr, flush=True)
+
+
 class TrainIterator(Iterator[Batch]):
     """Endless global batches; close() releases the tf.data iterator (idempotent).
 
-    The dataset is built on the first `next()`, so a data error (a malformed record, a missing
-    file) surfaces there, in the caller's thread.
+    The dataset is built on the first `next()` (or `save`), so a data error (a malformed
+    record, a missing file) surfaces there, in the caller's thread. With `restore_dir` (the
+    checkpoint being resumed) the iterator continues from the state saved there; without one,
+    or when that state is missing or does not fit this pipeline, it replays `start_step`
+    batches (one WARNING line). `replayed_batches` says how many were replayed.
     """
 
-    def __init__(self, cfg: DatasetConfig, mesh: Mesh, start_step: int = 0):
+    def __init__(self, cfg: DatasetConfig, mesh: Mesh, start_step: int = 0,
+                 restore_dir: str | os.PathLike | None = None):
         self._cfg, self._mesh, self._start_step = cfg, mesh, start_step
-        self._it: Iterator[Mapping[str, np.ndarray]] | None = None
+        self._restore_dir = restore_dir
+        self._it: Iterator[Mapping[str, tf.Tensor]] | None = None
         self._closed = False
+        self.replayed_batches = 0
+        self.restored_from: str | None = None
+
+    def _dataset(self) -> tf.data.Dataset:
+        ds = host_dataset(self._cfg, self._mesh, repeat=True).prefetch(tf.data.AUTOTUNE)
+        options = tf.data.Options()
+        # A stateful op (a random op, a stateful py_function) would make a saved state replay
+        # differently; refuse to save one rather than resume inexactly (see `save`).
+        options.experimental_external_state_policy = (
+            tf.data.experimental.ExternalStatePolicy.FAIL)
+        return ds.with_options(options)
+
+    def _start(self) -> None:
+        self._it = iter(self._dataset())
+        if self._restore_dir is not None:
+            prefix = iterator_state_prefix(self._restore_dir)
+            if not tf.io.gfile.exists(prefix + ".index"):
+                reason = ("no saved input state (a checkpoint written before input states "
+                          "were saved?)")
+            else:
+                try:
+                    tf.train.Checkpoint(ds=self._it).read(prefix).assert_consumed()
+                    self.restored_from = prefix
+                    return
+                except (tf.errors.OpError, AssertionError, ValueError) as e:
+                    reason = (f"its input state does not restore ({type(e).__name__}: "
+                              f"{' '.join(str(e).split())[:200]})")
+                    self._it = iter(self._dataset())  # a failed restore may leave it midway
+            _warn(f"{self._restore_dir}: {reason}; resuming by replaying "
+                  f"{self._start_step} batches of the input stream")
+        for _ in range(self._start_step):
+            next(self._it)
+        self.replayed_batches = self._start_step
 
     def __next__(self) -> Batch:
         if self._closed:
             raise StopIteration
         if self._it is None:
-            ds = host_dataset(self._cfg, self._mesh, repeat=True)
-            if self._start_step:
-                ds = ds.skip(self._start_step)
-            self._it = iter(ds.prefetch(tf.data.AUTOTUNE).as_numpy_iterator())
-        return to_global(next(self._it), self._mesh)
+            self._start()
+        host = {k: v.numpy() for k, v in next(self._it).items()}
+        return to_global(host, self._mesh)
+
+    def save(self, step_dir: str | os.PathLike) -> str | None:
+        """Write this process's iterator state (the position after the batches drawn so far)
+        into `step_dir`; its prefix, or None (one WARNING line) for a pipeline whose state
+        cannot be saved exactly, which a resume then replays."""
+        if self._closed:
+            raise ValueError("save() on a closed TrainIterator")
+        if self._it is None:
+            self._start()
+        prefix = iterator_state_prefix(step_dir)
+        try:
+            tf.train.Checkpoint(ds=self._it).write(prefix)
+        except tf.errors.FailedPreconditionError as e:
+            _warn(f"input state not saved in {step_dir}: the pipeline of "
+                  f"{self._cfg.mixture_or_task_name!r} holds external state "
+                  f"({' '.join(str(e).split())[:200]}); a resume from it will replay")
+            return None
+        return prefix
 
     def close(self) -> None:
         """Drop the tf.data iterator now, not at interpreter teardown."""
@@ -174,9 +250,11 @@ class TrainIterator(Iterator[Batch]):
         self.close()
 
 
-def train_iterator(cfg: DatasetConfig, mesh: Mesh, start_step: int = 0) -> TrainIterator:
-    """Endless global batches; the one yielded first is the batch of step `start_step`."""
-    return TrainIterator(cfg, mesh, start_step)
+def train_iterator(cfg: DatasetConfig, mesh: Mesh, start_step: int = 0,
+                   restore_dir: str | os.PathLike | None = None) -> TrainIterator:
+    """Endless global batches; the one yielded first is the batch of step `start_step`
+    (restored from `restore_dir`'s input state when it has one, replayed otherwise)."""
+    return TrainIterator(cfg, mesh, start_step, restore_dir)
 
 
 def _pad_rows(host_batch: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:

@@ -47,11 +47,10 @@ class BaseModel(abc.ABC):
         """Randomly initialised params, unboxed, in the in-memory (maybe scanned) layout."""
 
     def abstract_params(self) -> Params:
-        return nn.meta.unbox(self.abstract_boxed_params())
+        return _fresh(_abstract_params(self))
 
     def param_axes(self) -> Params:
-        return jax.tree.map(lambda p: tuple(p.names), self.abstract_boxed_params(),
-                            is_leaf=lambda x: isinstance(x, nn.Partitioned))
+        return _fresh(_param_axes(self))
 
     def num_params(self) -> int:
         return sum(int(x.size) for x in jax.tree.leaves(self.abstract_params()))
@@ -108,6 +107,25 @@ class BaseModel(abc.ABC):
         """Sentence embeddings [batch, dim] float32 of token rows [batch, length]."""
 
 
+# Shapes and axes come from tracing the module's init (`jax.eval_shape`), which costs about a
+# second at any size; the trainer, its checkpoint reader and evaluation each ask for them, and a
+# study worker asks again for every cell. Models are frozen dataclasses, so one trace per model.
+@functools.lru_cache(maxsize=32)
+def _abstract_params(model: BaseModel) -> Params:
+    return nn.meta.unbox(model.abstract_boxed_params())
+
+
+@functools.lru_cache(maxsize=32)
+def _param_axes(model: BaseModel) -> Params:
+    return jax.tree.map(lambda p: tuple(p.names), model.abstract_boxed_params(),
+                        is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
+
+def _fresh(tree: Params) -> Params:
+    """New containers over the same (immutable) leaves: callers may edit what they get."""
+    return jax.tree.map(lambda x: x, tree, is_leaf=lambda x: isinstance(x, tuple))
+
+
 @dataclasses.dataclass(frozen=True)
 class EncoderDecoderModel(BaseModel):
     """mT5 (`train.network.Transformer`): cross-entropy training, decoding, target scoring."""
@@ -125,7 +143,10 @@ class EncoderDecoderModel(BaseModel):
         return network.init_params(self.config, rng, 2, 2)
 
     def feature_converter(self, pack: bool) -> seqio.FeatureConverter:
-        return seqio.EncDecFeatureConverter(pack=pack)
+        # The task already trims every feature to its length (seqio's default) and padding or
+        # packing makes exactly those lengths, so seqio's per-example length assertions would
+        # only add traced functions to every pipeline built (a tenth of a study cell's time).
+        return seqio.EncDecFeatureConverter(pack=pack, apply_length_check=False)
 
     def loss_fn(self, *, label_smoothing: float = 0.0, z_loss: float = 1e-4,
                 loss_normalizing_factor: float | str | None = None) -> objectives.LossFn:

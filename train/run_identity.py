@@ -20,6 +20,8 @@ from typing import Any
 
 from etils import epath
 
+from train import schedules
+
 IDENTITY_FILE = "run_identity.json"
 # Steps at which a learning-rate schedule is sampled: warm-up, early, and t5x absolute steps.
 SCHEDULE_PROBES = (0, 1, 100, 1_000, 10_000, 100_000, 1_000_000, 1_010_000)
@@ -35,8 +37,10 @@ def describe_schedule(learning_rate: float | Callable[[Any], Any]) -> dict[str, 
     """A constant, or a schedule's function name and its values at `SCHEDULE_PROBES`."""
     if not callable(learning_rate):
         return {"constant": float(learning_rate)}
-    name = f"{getattr(learning_rate, '__module__', '?')}." \
-           f"{getattr(learning_rate, '__qualname__', type(learning_rate).__name__)}"
+    # A train.schedules.Schedule is named by the function it wraps, as before it was a value.
+    fn = learning_rate.fn if isinstance(learning_rate, schedules.Schedule) else learning_rate
+    name = f"{getattr(fn, '__module__', '?')}." \
+           f"{getattr(fn, '__qualname__', type(fn).__name__)}"
     values = []
     for step in SCHEDULE_PROBES:
         value = float(learning_rate(step))

@@ -2,8 +2,25 @@
 pretraining, so a fine-tuning run from checkpoint_1000000 starts at step 1,000,000)."""
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
 import jax.numpy as jnp
 import optax
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """A schedule equal to another with the same settings, so the trainer reuses its compiled
+    steps when a process trains again with the same schedule (`train.steps.trainer_steps`)."""
+
+    name: str
+    settings: tuple[tuple[str, Any], ...]
+    fn: Callable[[Any], Any] = dataclasses.field(compare=False, repr=False)
+
+    def __call__(self, step: Any) -> Any:
+        return self.fn(step)
 
 
 def _check(name: str, value: float, *, allow_zero: bool = True) -> None:
@@ -14,7 +31,8 @@ def _check(name: str, value: float, *, allow_zero: bool = True) -> None:
 def constant(base_learning_rate: float) -> optax.Schedule:
     """The mT5 fine-tuning recipe: 1e-3 at every step."""
     _check("base_learning_rate", base_learning_rate)
-    return optax.constant_schedule(base_learning_rate)
+    return Schedule("constant", (("base_learning_rate", base_learning_rate),),
+                    optax.constant_schedule(base_learning_rate))
 
 
 def rsqrt(base_learning_rate: float, warmup_steps: int = 10_000) -> optax.Schedule:
@@ -26,7 +44,8 @@ def rsqrt(base_learning_rate: float, warmup_steps: int = 10_000) -> optax.Schedu
         return base_learning_rate * jnp.reciprocal(
             jnp.sqrt(jnp.maximum(jnp.asarray(step, jnp.float32), warmup_steps)))
 
-    return schedule
+    return Schedule("rsqrt", (("base_learning_rate", base_learning_rate),
+                              ("warmup_steps", warmup_steps)), schedule)
 
 
 def linear_warmup(base_learning_rate: float, warmup_steps: int, *, decay: str = "constant",
@@ -61,4 +80,7 @@ def linear_warmup(base_learning_rate: float, warmup_steps: int, *, decay: str = 
             after = base_learning_rate + frac * (final_learning_rate - base_learning_rate)
         return jnp.where(t < warmup_steps, ramp, after)
 
-    return schedule
+    return Schedule("linear_warmup", (
+        ("base_learning_rate", base_learning_rate), ("warmup_steps", warmup_steps),
+        ("decay", decay), ("total_steps", total_steps),
+        ("final_learning_rate", final_learning_rate), ("start_step", start_step)), schedule)

@@ -8,6 +8,7 @@ logical names.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -85,6 +86,65 @@ def jit_train_step(model: models.BaseModel, tx: optax.GradientTransformation,
     return MeshFn(step_and_flag, mesh, rules,
                   in_shardings=(layout.shardings, batch, replicated, replicated),
                   out_shardings=(layout.shardings, replicated, replicated), donate_argnums=(0,))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerSteps:
+    """Everything `train.trainer.train` compiles, built together so that a process training
+    the same model again (a study worker, tests) traces each step once."""
+
+    tx: optax.GradientTransformation
+    init: MeshFn                 # rng -> TrainState
+    run_step: MeshFn             # jit_train_step(track_nonfinite=True)
+    run_eval: MeshFn             # jit_eval_sums
+    to_state: Callable[..., Any]  # checkpoint tree -> TrainState (scanned layout in memory)
+    to_tree: Callable[..., Any]   # TrainState -> checkpoint tree
+
+
+def trainer_steps(model: models.BaseModel, layout: train_state.StateLayout, mesh: Mesh,
+                  rules: partitioning.Rules, learning_rate: float | Callable[[Any], Any],
+                  adafactor: optimizer.AdafactorConfig, *, num_microbatches: int = 1,
+                  **loss_kwargs: Any) -> TrainerSteps:
+    """The trainer's steps; reused when everything they depend on is the same and hashable (a
+    schedule built anew per call is not, and gets new steps: correct, only traced again).
+    `layout` follows from (model, mesh, rules), so it is not part of the key."""
+    key = (model, mesh, rules, learning_rate, adafactor, num_microbatches,
+           tuple(sorted(loss_kwargs.items())))
+    try:
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None and key in _TRAINER_STEPS:
+        return _TRAINER_STEPS[key]
+    tx = optimizer.adafactor(learning_rate, layout.param_axes, adafactor)
+
+    def init(rng):
+        params = model.init_params(rng)
+        return train_state.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+
+    def to_state(tree):
+        return train_state.from_checkpoint(tree, model)
+
+    def to_tree(state):
+        return train_state.to_checkpoint(state, model)
+
+    if model.config.scan_layers:  # the layout change runs sharded on the devices
+        to_state = MeshFn(to_state, mesh, rules, out_shardings=layout.shardings)
+        to_tree = MeshFn(to_tree, mesh, rules, out_shardings=layout.checkpoint_shardings)
+    steps = TrainerSteps(
+        tx=tx, init=MeshFn(init, mesh, rules, out_shardings=layout.shardings),
+        run_step=jit_train_step(model, tx, layout, mesh, rules,
+                                num_microbatches=num_microbatches, track_nonfinite=True,
+                                **loss_kwargs),
+        run_eval=jit_eval_sums(model, layout, mesh, rules), to_state=to_state, to_tree=to_tree)
+    if key is not None:
+        if len(_TRAINER_STEPS) >= 8:
+            _TRAINER_STEPS.pop(next(iter(_TRAINER_STEPS)))
+        _TRAINER_STEPS[key] = steps
+    return steps
+
+
+_TRAINER_STEPS: dict[tuple, TrainerSteps] = {}
 
 
 def jit_eval_sums(model: models.BaseModel, layout: train_state.StateLayout, mesh: Mesh,

@@ -250,22 +250,13 @@ def train(
                   "decay_step_offset": loaded.decay_step_offset}
     if adafactor.step_offset == 0 and origin["decay_step_offset"]:
         adafactor = dataclasses.replace(adafactor, step_offset=origin["decay_step_offset"])
-    tx = optimizer.adafactor(learning_rate, layout.param_axes, adafactor)
     schedule = learning_rate if callable(learning_rate) else (lambda _: learning_rate)
-
     replicated = partitioning.replicated(mesh)
-
-    def jit_in_mesh(fn, **kw):
-        return steps.MeshFn(fn, mesh, rules, **kw)
-
-    to_state = (jit_in_mesh(lambda t: train_state.from_checkpoint(t, model),
-                            out_shardings=layout.shardings)
-                if model_config.scan_layers else
-                (lambda t: train_state.from_checkpoint(t, model)))
-    to_tree = (jit_in_mesh(lambda s: train_state.to_checkpoint(s, model),
-                           out_shardings=layout.checkpoint_shardings)
-               if model_config.scan_layers else
-               (lambda s: train_state.to_checkpoint(s, model)))
+    compiled = steps.trainer_steps(
+        model, layout, mesh, rules, learning_rate, adafactor, num_microbatches=num_microbatches,
+        label_smoothing=label_smoothing, z_loss=z_loss,
+        loss_normalizing_factor=loss_normalizing_factor)
+    to_state, to_tree = compiled.to_state, compiled.to_tree
 
     # ---- init or resume -----------------------------------------------------------------
     if resume_step is not None:
@@ -285,10 +276,7 @@ def train(
         _log(f"initialised from {loaded.path} ({loaded.format}, step {loaded.step}, "
              f"optimizer state {loaded.optimizer_state})")
     else:
-        def init(rng):
-            params = model.init_params(rng)
-            return train_state.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
-        state = jit_in_mesh(init, out_shardings=layout.shardings)(init_rng)
+        state = compiled.init(init_rng)
     if resume_step is None:
         epath.Path(model_dir).mkdir(parents=True, exist_ok=True)
         _write_json(epath.Path(model_dir) / ORIGIN_FILE, origin)
@@ -296,11 +284,7 @@ def train(
         on_start(model_dir)
 
     # ---- compiled steps -----------------------------------------------------------------
-    run_step = steps.jit_train_step(
-        model, tx, layout, mesh, rules, num_microbatches=num_microbatches, track_nonfinite=True,
-        label_smoothing=label_smoothing, z_loss=z_loss,
-        loss_normalizing_factor=loss_normalizing_factor)
-    run_eval = steps.jit_eval_sums(model, layout, mesh, rules)
+    run_step, run_eval = compiled.run_step, compiled.run_eval
 
     # ---- data, summaries, checkpoints ---------------------------------------------------
     start = int(state.step)
@@ -354,8 +338,10 @@ def train(
         _log(f"step {start} >= train_steps {train_steps}: nothing to train")
     else:
         first_bad = jax.device_put(jnp.asarray(-1, jnp.int32), replicated)
-        batches = input_pipeline.train_iterator(data_cfg, mesh,
-                                                start_step=start - int(origin["start_step"]))
+        batches = input_pipeline.train_iterator(
+            data_cfg, mesh, start_step=start - int(origin["start_step"]),
+            restore_dir=(None if resume_step is None
+                         else checkpoints.checkpoint_path(model_dir, resume_step)))
         try:
             for step in range(start + 1, train_steps + 1):
                 state, metrics, first_bad = run_step(state, next(batches), dropout_rng,
@@ -377,7 +363,8 @@ def train(
                                                                      step, eval_scalars)}
                         logger.write_eval(step, eval_scalars)
                     if due_save:
-                        ckpts.save(step, to_tree(state), metrics=step_eval)
+                        ckpts.save(step, to_tree(state), metrics=step_eval,
+                                   data_state=batches.save)
         finally:
             batches.close()  # release tf.data now: its teardown at exit can hang
             logger.close()

@@ -1,4 +1,5 @@
 """`python -m eval` end to end on CPU: tiny checkpoint, tiny seqio tasks, padded last batch."""
+import dataclasses
 import json
 
 import jax
@@ -198,3 +199,30 @@ def test_a_hugging_face_checkpoint_is_evaluated_directly(model_dir, decoded, tmp
     theirs = _records(out / predict.PREDICTIONS_FILE)
     assert [r["prediction"] for r in theirs] == [r["prediction"] for r in ours]
     assert results[DECODE_TASK] == decoded[1][DECODE_TASK]
+
+
+def test_kept_splits_are_read_once_and_equal_a_fresh_read(monkeypatch):
+    """A study worker keeps the splits it evaluates: the second read is the same object, and
+    its examples and batches are those of a fresh read (tf.data batches)."""
+    monkeypatch.setattr(predict, "_KEPT", None)  # restored after the test
+    task = seqio.get_mixture_or_task(DECODE_TASK)
+    settings = predict.EvalSettings(feature_lengths=predict.parse_feature_lengths(LENGTHS),
+                                    batch_size=BATCH)
+    fresh_examples, fresh_batches = predict.read_split(task, settings)
+    fresh = list(fresh_batches.as_numpy_iterator())
+    predict.keep_splits_in_memory()
+    first = predict.read_split(task, settings)
+    predict.keep_splits_in_memory()  # idempotent: what is kept stays kept
+    assert predict.read_split(task, settings) is first
+    examples, batches = first
+    assert [e["inputs"].tolist() for e in examples] == [e["inputs"].tolist()
+                                                        for e in fresh_examples]
+    assert len(batches) == len(fresh) == 2
+    for got, want in zip(batches, fresh):
+        assert sorted(got) == sorted(want)
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key])
+    other = dataclasses.replace(settings, batch_size=2)  # another shape is another entry
+    assert len(predict.read_split(task, other)[1]) == 4
+    predict.keep_splits_in_memory(False)
+    assert predict.read_split(task, settings) is not first

@@ -28,7 +28,7 @@ def _accuracy(params, settings, out_dir) -> float:
 def test_trained_model_decodes_held_out_labels(tmp_path, eval_settings):
     assert vocab.get_vocabulary().vocab_size <= TINY.vocab_size
     trainer.train(model_dir=str(tmp_path / "run"), mixture_or_task_name="xitt.inter.mnli",
-                  task_feature_lengths=LENGTHS, model_config=TINY, train_steps=100,
+                  task_feature_lengths=LENGTHS, model_config=TINY, train_steps=160,
                   batch_size=8, learning_rate=1e-2, save_every=100, eval_split=None,
                   log_every=20, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS",
                   devices=jax.devices()[:1])

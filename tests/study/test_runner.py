@@ -108,3 +108,49 @@ def test_status_estimates_from_the_same_kind_and_size(exp, tmp_path):
     assert s.remaining_s == pytest.approx(20.0) and s.unknown == 0
     text = status.render(s)
     assert "estimated remaining compute: 0m20s" in text and "2 left" in text
+
+
+class SlowFake:
+    """A worker in its own thread: its own DB connection (as a worker process has), 0.3 s per
+    cell; records how many cells run at once and what was done when each started."""
+
+    def __init__(self, db_path, log):
+        self.db_path, self.log = db_path, log
+
+    def run(self, cell):
+        import threading
+        import time
+
+        with ResultsDB(self.db_path) as db:
+            done = {r.cell_id for r in db.cells() if r.status == "done"}
+            with self.log["lock"]:
+                self.log["now"] += 1
+                self.log["peak"] = max(self.log["peak"], self.log["now"])
+                self.log["started"].append((cell.cell_id, done, threading.get_ident()))
+            db.mark_running(cell.cell_id, start_time="2026-01-01T00:00:00Z")
+            time.sleep(0.3)
+            with self.log["lock"]:
+                self.log["now"] -= 1
+            db.record_results(cell.cell_id, [], end_time="2026-01-01T00:00:10Z")
+        return Outcome(True)
+
+    def close(self):
+        pass
+
+
+def test_two_workers_run_cells_side_by_side_after_their_dependencies(exp, tmp_path):
+    import threading
+
+    cells = grid.build(exp, str(tmp_path))
+    log = {"lock": threading.Lock(), "now": 0, "peak": 0, "started": []}
+    db_path = f"{tmp_path}/{cell_mod.DB_FILE}"
+    with ResultsDB(db_path) as db:
+        pool = [SlowFake(db_path, log), SlowFake(db_path, log)]
+        summary = runner.run(exp, str(tmp_path), pool, db=db, progress=Quiet(len(cells)))
+    started = [cid for cid, _, _ in log["started"]]
+    assert sorted(started) == sorted(c.cell_id for c in cells)  # each cell once
+    assert len(summary.done) == len(cells) and not summary.failed
+    assert log["peak"] == 2  # two cells did run at the same time
+    deps = {c.cell_id: c.deps for c in cells}
+    for cid, done_then, _ in log["started"]:  # no cell started before its dependencies ended
+        assert set(deps[cid]) <= done_then, cid

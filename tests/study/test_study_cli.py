@@ -110,10 +110,12 @@ def test_killed_midway_and_rerun_gives_the_same_report(tmp_path):
                    capture_output=True)
     subprocess.run(_cmd("report", "--study_dir", str(ref)), env=env, check=True,
                    capture_output=True)
-    # the same study killed once two cells are done
+    # the same study with two workers, killed once two cells are done: neither the kill nor
+    # running cells side by side changes a number
     study = tmp_path / "killed"
     db = str(study / "results.sqlite")
-    proc = subprocess.Popen(_cmd("run", exp, "--study_dir", str(study)), env=env,
+    proc = subprocess.Popen(_cmd("run", exp, "--study_dir", str(study), "--workers", "2"),
+                            env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.monotonic() + 600
@@ -123,8 +125,8 @@ def test_killed_midway_and_rerun_gives_the_same_report(tmp_path):
     proc.wait()
     before = _done_cells(db)
     assert 2 <= len(before) < 5
-    subprocess.run(_cmd("run", exp, "--study_dir", str(study)), env=env, check=True,
-                   capture_output=True)
+    subprocess.run(_cmd("run", exp, "--study_dir", str(study), "--workers", "2"), env=env,
+                   check=True, capture_output=True)
     after = _done_cells(db)
     assert len(after) == 5
     assert {c: after[c] for c in before} == before  # finished cells were not redone

@@ -48,6 +48,29 @@ def test_markdown_table_has_one_line_per_row_and_states_the_peaks():
     assert len(lines) == 2 and "DOES NOT FIT: 16.50 GiB" in lines[1]
 
 
+def test_compile_time_is_recorded_in_cpu_seconds_too():
+    r = dataclasses.replace(row(11.3), compile_s=600.0, compile_cpu_s=75.0)
+    assert "[compiled in 600 s, 75 s CPU]" in fit.format_row(r)
+    # rows stored before the CPU figure existed still load
+    old = {k: v for k, v in dataclasses.asdict(r).items() if k != "compile_cpu_s"}
+    assert fit.Row(**old).compile_cpu_s == 0.0
+
+
+def test_faster_malloc_is_preloaded_only_when_installed_and_wanted(monkeypatch):
+    from tpu_scripts import aot
+
+    monkeypatch.setattr(aot, "fast_allocator", lambda: "libtcmalloc_minimal.so.4")
+    env = aot.preload_env({"PATH": "/bin"})
+    assert env["LD_PRELOAD"] == "libtcmalloc_minimal.so.4" and env["PATH"] == "/bin"
+    assert aot.preload_env(env) is None  # the re-run does not loop
+    assert aot.preload_env({"LD_PRELOAD": "/x/libjemalloc.so.2"}) is None
+    assert aot.preload_env({aot.MALLOC_ENV: "system"}) is None
+    assert aot.preload_env({"LD_PRELOAD": "libfoo.so"})["LD_PRELOAD"] == \
+        "libtcmalloc_minimal.so.4 libfoo.so"
+    monkeypatch.setattr(aot, "fast_allocator", lambda: None)
+    assert aot.preload_env({"PATH": "/bin"}) is None
+
+
 def test_every_shipped_config_parses_and_divides_its_slice():
     paths = configs.shipped_paths()
     sizes = {configs._size_of(p) for p in paths}

@@ -14,10 +14,13 @@ import tensorflow as tf
 from tests.train import testing_tasks
 from train import (
     checkpoints,
+    models,
     network,
     objectives,
     optimizer,
     partitioning,
+    schedules,
+    steps,
     train_state,
     train_step,
     trainer,
@@ -30,19 +33,7 @@ TINY = MT5Config(vocab_size=512, emb_dim=32, mlp_dim=64, num_heads=4, head_dim=8
                  num_encoder_layers=1, num_decoder_layers=1, dtype="float32")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """Runs that compile the same programs (reference, resume) share them through JAX's
-    persistent cache, which keeps this file fast; restored afterwards."""
-    keys = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-            "jax_persistent_cache_min_entry_size_bytes")
-    saved = {k: getattr(jax.config, k) for k in keys}
-    jax.config.update(keys[0], str(tmp_path_factory.mktemp("jax_cache")))
-    jax.config.update(keys[1], 0.0)
-    jax.config.update(keys[2], 0)
-    yield
-    for k, v in saved.items():
-        jax.config.update(k, v)
+pytestmark = pytest.mark.usefixtures("persistent_compilation_cache")
 
 
 def _train(model_dir, **kw):
@@ -246,3 +237,32 @@ def test_partitioning_rules_are_the_standard_ones():
     rules = partitioning.standard_logical_axis_rules("2d")
     spec = partitioning.logical_to_mesh_axes(("vocab", "embed"), rules)
     assert spec == jax.sharding.PartitionSpec("model", "data")
+
+
+def test_equal_settings_reuse_the_compiled_trainer_steps(tmp_path):
+    """A study worker trains cell after cell in one process: the same model, mesh, rules,
+    schedule (built anew by gin each time, equal by its settings) and optimizer reuse the
+    compiled steps, so a second run traces nothing; a different setting gets new steps."""
+    model = models.EncoderDecoderModel(TINY)
+    mesh = partitioning.create_mesh(devices=jax.devices()[:1])
+    rules = steps.rules_for()
+    adafactor = optimizer.AdafactorConfig()
+    layout = steps.state_layout(model, mesh, rules, adafactor)
+
+    def build(learning_rate, config=TINY):
+        return steps.trainer_steps(models.EncoderDecoderModel(config), layout, mesh, rules,
+                                   learning_rate, adafactor, z_loss=1e-4)
+
+    first = build(schedules.constant(1e-2))
+    assert build(schedules.constant(1e-2)) is first
+    assert build(schedules.constant(2e-2)) is not first
+    assert build(dataclasses.replace(TINY, dropout_rate=0.1)) is not first
+    assert build(lambda step: 1e-2) is not build(lambda step: 1e-2)  # unknowable: not reused
+
+    _train(tmp_path / "a", learning_rate=schedules.constant(1e-2), train_steps=2)
+    traced = steps.trainer_steps(
+        model, layout, mesh, rules, schedules.constant(1e-2), adafactor,
+        label_smoothing=0.0, z_loss=1e-4, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS")
+    assert traced.run_step.jitted._cache_size() == 1
+    _train(tmp_path / "b", learning_rate=schedules.constant(1e-2), train_steps=2, seed=3)
+    assert traced.run_step.jitted._cache_size() == 1  # the second run reused the first's
