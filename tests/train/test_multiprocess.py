@@ -64,13 +64,25 @@ def _shard_datasets(cfg, mesh, start_step=0):
     return out
 
 
-def _two_shard_iterator(cfg, mesh, start_step=0):
-    """Global batches laid out as with two processes: shard p in rows [4p, 4p + 4)."""
-    its = [ds.as_numpy_iterator() for ds in _shard_datasets(cfg, mesh, start_step)]
-    while True:
-        parts = [next(it) for it in its]
-        yield input_pipeline.to_global(
-            {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}, mesh)
+class _TwoShardIterator:
+    """Global batches laid out as with two processes: shard p in rows [4p, 4p + 4). Stands in
+    for `input_pipeline.train_iterator` in a run that is never resumed, so it saves no state."""
+
+    def __init__(self, cfg, mesh, start_step=0, restore_dir=None):
+        assert restore_dir is None
+        self.mesh = mesh
+        self.its = [ds.as_numpy_iterator() for ds in _shard_datasets(cfg, mesh, start_step)]
+
+    def __next__(self):
+        parts = [next(it) for it in self.its]
+        return input_pipeline.to_global(
+            {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}, self.mesh)
+
+    def save(self, step_dir):
+        return None
+
+    def close(self):
+        pass
 
 
 def _losses(model_dir) -> dict[int, float]:
@@ -160,7 +172,7 @@ def test_training_completes_with_one_shared_checkpoint(cluster):
 def test_losses_match_a_single_process_run_reading_the_same_shards(cluster, tmp_path,
                                                                    monkeypatch):
     workdir, _ = cluster
-    monkeypatch.setattr(input_pipeline, "train_iterator", _two_shard_iterator)
+    monkeypatch.setattr(input_pipeline, "train_iterator", _TwoShardIterator)
     args = worker.train_args(str(tmp_path))
     assert jax.process_count() == 1 and jax.device_count() == 8
     trainer.train(**args)
@@ -206,7 +218,7 @@ def test_dual_encoder_two_processes_equal_one_and_write_one_restorable_checkpoin
         "ocdbt.process_0", "ocdbt.process_1"}
     assert len(glob.glob(f"{model_dir}/train/events.out.tfevents.*")) == 1
 
-    monkeypatch.setattr(input_pipeline, "train_iterator", _two_shard_iterator)
+    monkeypatch.setattr(input_pipeline, "train_iterator", _TwoShardIterator)
     args = worker.dual_encoder_args(str(tmp_path))
     trainer.train(**args)
     ref, got = _losses(tmp_path), _losses(model_dir)
