@@ -266,22 +266,16 @@ def _pad_rows(host_batch: dict[str, np.ndarray], rows: int) -> dict[str, np.ndar
     return out
 
 
-def eval_iterator(cfg: DatasetConfig, mesh: Mesh,
-                  num_batches: int | None = None) -> Iterator[Batch]:
-    """One pass over a split, the last batch padded with zero (weightless) rows.
+def eval_host_batches(cfg: DatasetConfig, mesh: Mesh,
+                      num_batches: int | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """One pass over a split as this host's numpy rows, the last batch padded with zero
+    (weightless) rows; the trainer keeps them and evaluates again without rebuilding the input
+    pipeline (`to_global` makes each a global batch).
 
     With several processes the shards may differ in length, so `num_batches` must be given:
     every process then yields exactly that many batches (zero batches after its shard ends),
     which keeps the collective steps in lockstep.
     """
-    for host_batch in eval_host_batches(cfg, mesh, num_batches):
-        yield to_global(host_batch, mesh)
-
-
-def eval_host_batches(cfg: DatasetConfig, mesh: Mesh,
-                      num_batches: int | None = None) -> Iterator[dict[str, np.ndarray]]:
-    """`eval_iterator`'s batches as this host's numpy rows (keep them to evaluate again
-    without rebuilding the input pipeline)."""
     if num_batches is None and jax.process_count() > 1:
         raise ValueError("eval_steps must be set when training with several processes")
     per_host = host_batch_size(cfg.global_batch_size, mesh)

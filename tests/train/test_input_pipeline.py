@@ -52,7 +52,7 @@ def test_start_step_skips_exactly_that_many_batches():
 def test_eval_covers_the_split_once_with_weightless_padding():
     mesh = partitioning.create_mesh(data_axis_size=2, model_axis_size=4)
     cfg = _cfg(split="validation", shuffle=False, pack=False, global_batch_size=10)
-    batches = [_host(b) for b in input_pipeline.eval_iterator(cfg, mesh)]
+    batches = list(input_pipeline.eval_host_batches(cfg, mesh))
     size = testing_tasks.SPLIT_SIZES["validation"]  # 48 -> 4 full batches + 8 real rows
     assert len(batches) == -(-size // 10)
     last = batches[-1]["decoder_loss_weights"]
