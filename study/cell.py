@@ -189,14 +189,25 @@ def _selection_fn(exp: Experiment, cell: grid.Cell, model: Any) -> Any:
             _has_split(f"xitt.{cell.target}.{lang}", "validation")
             for lang in eval_targets.target_languages(cell.target)):
         return None  # no dev set in every language (XQuAD, ...): validation loss decides
-    settings = eval_targets.TargetSettings(
-        feature_lengths=exp.eval_length(cell.target).as_dict(), batch_size=exp.eval_batch_size,
-        max_examples=exp.eval_max_examples, retrieval_pooling=exp.retrieval_pooling)
+    settings = _target_settings(exp, cell)
     batch_fn = None
     if cell.target not in eval_targets.RETRIEVAL_TARGETS:
         batch_fn = _decode_fn(exp, cell, model)  # the evaluation's decoder, compiled once
     return selection.make_selection_fn(model, cell.target, protocol, settings,
                                        batch_fn=batch_fn)
+
+
+def _target_settings(exp: Experiment, cell: grid.Cell) -> Any:
+    """How the cell's target is scored (selection and evaluation alike). The experiment's
+    retrieval layer applies to Tatoeba's encoder; a dual encoder embeds with its own trained
+    projection on the final layer (`DualEncoderModel.embed` refuses any other)."""
+    from eval import targets as eval_targets
+
+    return eval_targets.TargetSettings(
+        feature_lengths=exp.eval_length(cell.target).as_dict(), batch_size=exp.eval_batch_size,
+        max_examples=exp.eval_max_examples,
+        retrieval_layer=exp.retrieval_layer if cell.kind == "embedding" else None,
+        retrieval_pooling=exp.retrieval_pooling)
 
 
 def _decode_fn(exp: Experiment, cell: grid.Cell, config: Any) -> Any:
@@ -251,10 +262,7 @@ def evaluate(exp: Experiment, cell: grid.Cell, model: Any, checkpoint: str | Non
     from eval import targets as eval_targets
     from study.db import PerExample, Result
 
-    settings = eval_targets.TargetSettings(
-        feature_lengths=exp.eval_length(cell.target).as_dict(), batch_size=exp.eval_batch_size,
-        max_examples=exp.eval_max_examples, retrieval_layer=exp.retrieval_layer,
-        retrieval_pooling=exp.retrieval_pooling)
+    settings = _target_settings(exp, cell)
     batch_fn = (_decode_fn(exp, cell, model.config)
                 if cell.target in eval_targets.DECODE_TARGETS else None)
     result = eval_targets.evaluate_target(

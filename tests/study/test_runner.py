@@ -154,3 +154,19 @@ def test_two_workers_run_cells_side_by_side_after_their_dependencies(exp, tmp_pa
     deps = {c.cell_id: c.deps for c in cells}
     for cid, done_then, _ in log["started"]:  # no cell started before its dependencies ended
         assert set(deps[cid]) <= done_then, cid
+
+
+def test_retrieval_layer_applies_to_tatoeba_not_to_dual_encoders(tmp_path):
+    """A dual encoder embeds with its trained projection on the final layer; the experiment's
+    retrieval layer is for Tatoeba's encoder only (a dual encoder refuses another layer)."""
+    path = tmp_path / "layer.gin"
+    path.write_text(f"include '{CPU}'\n"
+                    "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}\n"
+                    "experiment.study.conditions = ['baseline']\n"
+                    "experiment.study.targets = ['mewslix', 'tatoeba']\n"
+                    "experiment.study.tatoeba_encoder = 'pretrained'\n"
+                    "experiment.study.retrieval_layer = 1\n")
+    exp_ = experiment.load(str(path))
+    cells = {c.kind: c for c in grid.build(exp_, str(tmp_path))}
+    assert cell_mod._target_settings(exp_, cells["embedding"]).retrieval_layer == 1
+    assert cell_mod._target_settings(exp_, cells["retrieval"]).retrieval_layer is None
