@@ -43,35 +43,52 @@ def encode(model: nn.Module, params: Any, encoder_input_tokens: jax.Array) -> ja
                        method="encode")
 
 
-def init_cache(model: nn.Module, params: Any, encoded: jax.Array,
-               encoder_input_tokens: jax.Array, max_decode_len: int) -> Any:
-    """The t5x way: a decode=True call on a full-length zero target creates the cache.
+def init_decode_state(model: nn.Module, params: Any, encoded: jax.Array,
+                      encoder_input_tokens: jax.Array, max_decode_len: int) -> tuple[Any, Any]:
+    """(cache, encoded_kv) the t5x way: a decode=True call on a full-length zero target.
 
-    Under jit the discarded logits of this call are dead code and cost nothing.
+    `cache` (the self-attention KV cache and its index) is the search's loop state;
+    `encoded_kv` (every layer's cross-attention keys/values of the encoder output) is
+    loop-invariant and handed to the steps. Under jit the discarded logits of this call are
+    dead code and cost nothing.
     """
     zeros = jnp.zeros((encoder_input_tokens.shape[0], max_decode_len), jnp.int32)
     _, variables = model.apply(
         {"params": params}, encoded, encoder_input_tokens, zeros, zeros,
         enable_dropout=False, decode=True, max_decode_length=max_decode_len,
-        mutable=["cache"], method="decode")
-    return variables["cache"]
+        mutable=["cache", "encoded_kv"], method="decode")
+    return variables["cache"], variables["encoded_kv"]
+
+
+def init_cache(model: nn.Module, params: Any, encoded: jax.Array,
+               encoder_input_tokens: jax.Array, max_decode_len: int) -> Any:
+    """The self-attention cache alone (steps then project the encoder output themselves)."""
+    return init_decode_state(model, params, encoded, encoder_input_tokens, max_decode_len)[0]
 
 
 def make_tokens_to_logits(model: nn.Module, params: Any, encoded: jax.Array,
                           encoder_input_tokens: jax.Array, max_decode_len: int,
-                          beam_size: int = 1) -> decoding.TokensToLogits:
-    """One cached decoder step as the search's callback; rows are batch-major over beams."""
+                          beam_size: int = 1, encoded_kv: Any = None
+                          ) -> decoding.TokensToLogits:
+    """One cached decoder step as the search's callback; rows are batch-major over beams.
+
+    With `encoded_kv` (from `init_decode_state`) the steps read the encoder's cross-attention
+    keys/values instead of projecting `encoded` at every token.
+    """
+    repeat = lambda x: jnp.repeat(x, beam_size, axis=0)
     if beam_size > 1:
-        encoded = jnp.repeat(encoded, beam_size, axis=0)
-        encoder_input_tokens = jnp.repeat(encoder_input_tokens, beam_size, axis=0)
+        encoded, encoder_input_tokens = repeat(encoded), repeat(encoder_input_tokens)
+        encoded_kv = None if encoded_kv is None else jax.tree.map(repeat, encoded_kv)
+    variables = {"params": params} if encoded_kv is None else {"params": params,
+                                                               "encoded_kv": encoded_kv}
 
     def tokens_to_logits(token_ids: jax.Array, cache: Any, step: jax.Array):
         del step  # the network keeps its own cache_index
-        logits, variables = model.apply(
-            {"params": params, "cache": cache}, encoded, encoder_input_tokens, token_ids,
+        logits, new = model.apply(
+            {**variables, "cache": cache}, encoded, encoder_input_tokens, token_ids,
             token_ids, enable_dropout=False, decode=True, max_decode_length=max_decode_len,
             mutable=["cache"], method="decode")
-        return logits[:, 0, :], variables["cache"]
+        return logits[:, 0, :], new["cache"]
 
     return tokens_to_logits
 
@@ -91,8 +108,9 @@ def predict_batch(model: nn.Module, params: Any, batch: Batch, *, max_decode_len
     inputs = batch["encoder_input_tokens"]
     b = inputs.shape[0]
     encoded = encode(model, params, inputs)
-    cache = init_cache(model, params, encoded, inputs, max_decode_len)
-    step_fn = make_tokens_to_logits(model, params, encoded, inputs, max_decode_len, beam_size)
+    cache, encoded_kv = init_decode_state(model, params, encoded, inputs, max_decode_len)
+    step_fn = make_tokens_to_logits(model, params, encoded, inputs, max_decode_len, beam_size,
+                                    encoded_kv=encoded_kv)
     if beam_size == 1:
         tokens, scores = decoding.greedy_decode(step_fn, cache, b, max_decode_len, eos_id=eos_id)
     else:

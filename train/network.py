@@ -6,10 +6,13 @@ Parameters (boxed with logical axes at init): `token_embedder/embedding`,
 `decoder/logits_dense`. With `scan_layers=True` the per-layer subtrees are one stacked
 `layers` subtree (layer axis first, logical axis 'layers'); `train.scan` converts.
 
-Decode cache (collection 'cache'): per self-attention layer `cached_key` / `cached_value`
-[batch, length, joined_kv] (scanned: [batch, layers, length, joined_kv]) and one scalar int32
-`decoder/cache_index`. Every non-scalar cache leaf has the batch on axis 0, so beam search can
-reorder it with `jax.tree.map`, leaving scalar leaves alone.
+Decode cache (collection 'cache'): per self-attention layer `cached_key` [batch, heads,
+head_dim, length] / `cached_value` [batch, heads, length, head_dim] (scanned: the layer axis
+second) and one scalar int32 `decoder/cache_index`. Every non-scalar cache leaf has the batch
+on axis 0, so beam search can reorder it with `jax.tree.map`, leaving scalar leaves alone. The
+initialising decode call can also return the cross-attention keys/values of the encoder
+output (collection 'encoded_kv', same layouts); steps given it skip those projections (see
+`train.attention`).
 """
 from __future__ import annotations
 
@@ -38,10 +41,10 @@ def _dropout(cfg: MT5Config, x: jax.Array, deterministic: bool) -> jax.Array:
     return nn.Dropout(rate=cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
 
 
-def _attention(cfg: MT5Config, name: str) -> MultiHeadAttention:
+def _attention(cfg: MT5Config, name: str, cross: bool = False) -> MultiHeadAttention:
     return MultiHeadAttention(cfg.num_heads, cfg.head_dim, cfg.dropout_rate,
-                              float32_logits=cfg.float32_attention_logits, name=name,
-                              **_dtypes(cfg))
+                              float32_logits=cfg.float32_attention_logits,
+                              cross_attention=cross, name=name, **_dtypes(cfg))
 
 
 class EncoderLayer(nn.Module):
@@ -80,8 +83,8 @@ class DecoderLayer(nn.Module):
                                               cache_index=cache_index)
         x = x + _dropout(cfg, y, det)
         y = RMSNorm(name="pre_cross_attention_layer_norm", **_dtypes(cfg))(x)
-        y = _attention(cfg, "encoder_decoder_attention")(y, encoded, cross_mask_bias,
-                                                         deterministic=det)
+        y = _attention(cfg, "encoder_decoder_attention", cross=True)(
+            y, encoded, cross_mask_bias, deterministic=det, decode=self.decode)
         x = x + _dropout(cfg, y, det)
         y = RMSNorm(name="pre_mlp_layer_norm", **_dtypes(cfg))(x)
         y = MlpBlock(cfg.mlp_dim, cfg.dropout_rate, name="mlp", **_dtypes(cfg))(y, det)
@@ -101,7 +104,7 @@ def _run_layers(cfg: MT5Config, layer_cls: type[nn.Module], num_layers: int,
         return x
     scanned = nn.scan(
         layer_cls,
-        variable_axes={"params": 0, "cache": 1},  # cache keeps batch on axis 0
+        variable_axes={"params": 0, "cache": 1, "encoded_kv": 1},  # batch stays on axis 0
         split_rngs={"params": True, "dropout": True},
         in_axes=(nn.broadcast,) * len(args),
         length=num_layers,
@@ -144,7 +147,7 @@ class Decoder(nn.Module):
         leaves = jax.tree_util.tree_leaves_with_path(self.variables.get("cache", {}))
         for path, leaf in leaves:
             if getattr(path[-1], "key", None) == "cached_key":
-                return leaf.shape[-2]
+                return leaf.shape[-1]
         raise ValueError("Decoder: decode step called without an initialised cache")
 
     @nn.compact

@@ -1,5 +1,6 @@
 """Cached decoding and scoring on the tiny mT5 against uncached teacher-forced recomputation."""
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -166,3 +167,46 @@ def test_beam_search_scores_are_rescored_log_probs_and_beat_greedy(model_and_par
     rescored = jax.jit(functools.partial(inference.score_batch, model))(
         params, dict(batch, **_teacher_forced(tokens)))
     np.testing.assert_allclose(np.asarray(scores), np.asarray(rescored), rtol=1e-5, atol=1e-4)
+
+
+def _loop_layout_copies(hlo: str, min_elements: int) -> list[str]:
+    """`transpose`/`copy` instructions of at least `min_elements` inside any while body (and
+    the computations it calls) of an optimised HLO module's text."""
+    comps: dict[str, list[str]] = {}
+    name = None
+    for line in hlo.splitlines():
+        header = re.match(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$", line)
+        if header:
+            name = header.group(1)
+            comps[name] = []
+        elif name:
+            comps[name].append(line)
+    callee = re.compile(r"(?:calls|to_apply|body|condition)=%?([\w.\-]+)")
+    todo = re.findall(r"body=%?([\w.\-]+)", hlo)
+    seen: set[str] = set()
+    while todo:
+        comp = todo.pop()
+        if comp not in seen and comp in comps:
+            seen.add(comp)
+            todo += [c for line in comps[comp] for c in callee.findall(line)]
+    found = []
+    for comp in seen:
+        for line in comps[comp]:
+            op = re.search(r"= \w+\[([\d,]*)\]\S* (transpose|copy)\(", line)
+            if op and np.prod([int(d) for d in op.group(1).split(",") if d]) >= min_elements:
+                found.append(line.strip())
+    return found
+
+
+def test_decode_loop_reads_the_caches_in_place(model_and_params):
+    """The KV cache and the encoder keys/values are stored in the layouts the attention
+    matmuls read, so no step of the search's while loop re-lays-out a cache-sized tensor
+    (with [batch, length, joined_kv] caches, XLA:CPU copied every layer's four per token)."""
+    model, params = model_and_params
+    b, input_length = 8, 24
+    predict = jax.jit(functools.partial(inference.predict_batch, model, max_decode_len=LENGTH))
+    hlo = predict.lower(params, {"encoder_input_tokens": jnp.ones((b, input_length), jnp.int32)}
+                        ).compile().as_text()
+    assert re.search(r"body=", hlo), "no while loop found in the compiled decoder"
+    cache_elements = b * TINY.num_heads * TINY.head_dim * LENGTH
+    assert _loop_layout_copies(hlo, cache_elements) == []
