@@ -6,7 +6,8 @@ target (every language, leaderboard files included).
         [--mode=decode|score] [--feature_lengths inputs=1024,targets=128] [--batch_size 32] \
         [--beam_size 1] [--alpha 0.6] [--num_partitions N | --model_parallel_submesh x,y,z,c] \
         [--parameter_partitioning 1d|2d] [--retrieval_layer L] [--retrieval_pooling mean|first]
-        [--mixture_or_task_module xitt_tasks] [--max_examples N] [--gin.NAME=VALUE] [--verbose]
+        [--mixture_or_task_module xitt_tasks] [--seqio_additional_cache_dirs DIR]
+        [--max_examples N] [--gin.NAME=VALUE] [--verbose]
 
 Gin binds only the model (`MODEL_CONFIG` of a gin/models/*.gin file, or a `MODEL` macro such
 as a dual encoder). The checkpoint may be a model directory (its latest checkpoint), one of our
@@ -60,6 +61,9 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--alpha", type=float, default=0.6, help="brevity penalty exponent")
     parser.add_argument("--mixture_or_task_module", action="append", default=None,
                         help="module(s) whose import registers the task (default xitt_tasks)")
+    parser.add_argument("--seqio_additional_cache_dirs", action="append", default=[],
+                        help="a directory of seqio caches (cache_tasks_main's output), searched "
+                             "after seqio's own; repeatable or comma-separated")
     parser.add_argument("--max_examples", type=int, default=None)
     parser.add_argument("--num_partitions", type=int, default=None,
                         help="model-parallel ways (default: data parallel over the devices "
@@ -178,6 +182,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
 
     tf.config.set_visible_devices([], "GPU")
     args, bindings = parse_args(sys.argv[1:] if argv is None else argv)
+    gin_utils.add_seqio_cache_dirs(args.seqio_additional_cache_dirs)
     lengths = predict.parse_feature_lengths(args.feature_lengths)
     model, modules = _parse_gin(args.gin_file, bindings,
                                 args.mixture_or_task_module or ["xitt_tasks"])

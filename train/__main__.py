@@ -33,12 +33,16 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
                         help="directories searched for --gin_file and gin includes (default .)")
     parser.add_argument("--mixture_or_task_module", action="append", default=[],
                         help="module to import that registers the seqio tasks (repeatable)")
+    parser.add_argument(gin_utils.CACHE_DIRS_FLAG, action="append", default=[],
+                        help="a directory of seqio caches (cache_tasks_main's output), searched "
+                             "after seqio's own; repeatable or comma-separated")
     args = parser.parse_args(rest)
     return args, [*args.gin_bindings, *bindings]
 
 
 def main(argv: Sequence[str]) -> None:
     args, bindings = parse_args(argv)
+    gin_utils.add_seqio_cache_dirs(args.seqio_additional_cache_dirs)
     gin_utils.parse(args.gin_file, bindings,
                     args.gin_search_paths or (".", str(gin_utils.REPO_ROOT)))
     modules = gin_utils.task_modules(args.mixture_or_task_module)

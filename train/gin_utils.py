@@ -133,6 +133,25 @@ def import_modules(modules: Sequence[str]) -> None:
             raise ImportError(f"{TASK_MODULE_MACRO}={name!r}: cannot import it ({e})") from e
 
 
+CACHE_DIRS_FLAG = "--seqio_additional_cache_dirs"
+
+
+def add_seqio_cache_dirs(flags: Sequence[str]) -> list[str]:
+    """t5x's `--seqio_additional_cache_dirs`: each directory (flags repeated or
+    comma-separated) is checked and appended to seqio's global cache directories, where
+    `use_cached` looks for the tasks' caches (`seqio.scripts.cache_tasks_main`'s output).
+    A directory that does not exist is an error naming it. Returns the directories added."""
+    dirs = [d.strip() for flag in flags for d in flag.split(",") if d.strip()]
+    for d in dirs:
+        if not epath.Path(d).is_dir():
+            raise FileNotFoundError(2, f"{CACHE_DIRS_FLAG}: no such directory: {d}", d)
+    if dirs:
+        import seqio  # not at import time: the entry points import gin_utils early
+
+        seqio.add_global_cache_dirs(dirs)
+    return dirs
+
+
 def finalize() -> None:
     try:
         gin.finalize()

@@ -25,6 +25,10 @@ stateless, so no buffer of the split's indices is saved.
 iterator and its threads are released before the process exits, including after an error.
 `use_cached=None` reads seqio's offline cache (`seqio.scripts.cache_tasks_main`) when every
 task of the mixture has one in seqio's cache directories, and preprocesses on the fly otherwise.
+A shuffled cached read goes through `train/cached_source.py`: each host reads only its cache
+files (seqio's file sharding), holds their examples in memory and draws a full seeded
+permutation per epoch, like the file sources (no window, and a state of a few counters); an
+unshuffled cached read is seqio's own.
 """
 from __future__ import annotations
 
@@ -125,12 +129,20 @@ def host_dataset(cfg: DatasetConfig, mesh: Mesh, *, repeat: bool,
     """This process's shard, converted by `EncDecFeatureConverter` and batched per host."""
     check_split(cfg.mixture_or_task_name, cfg.split)
     per_host = host_batch_size(cfg.global_batch_size, mesh)
+    use_cached = resolve_use_cached(cfg.mixture_or_task_name, cfg.use_cached)
+    provider: str | seqio.Task | seqio.Mixture = cfg.mixture_or_task_name
+    if use_cached and cfg.shuffle:
+        # Imported here: it takes the permutation from xitt_tasks.sources (see its docstring).
+        from train import cached_source
+
+        provider = cached_source.shuffled_cached_provider(get_provider(provider))
+        use_cached = False  # the copies read the cache themselves
     ds = seqio.get_dataset(
-        cfg.mixture_or_task_name,
+        provider,
         task_feature_lengths=dict(cfg.task_feature_lengths),
         feature_converter=cfg.feature_converter or seqio.EncDecFeatureConverter(pack=cfg.pack),
         dataset_split=cfg.split,
-        use_cached=resolve_use_cached(cfg.mixture_or_task_name, cfg.use_cached),
+        use_cached=use_cached,
         shuffle=cfg.shuffle,
         num_epochs=None if repeat else 1,
         shard_info=seqio.ShardInfo(index=jax.process_index(), num_shards=jax.process_count()),

@@ -141,19 +141,8 @@ class XittSource(seqio.DataSource):
         if self.resolved_kind() == "tfds":
             ds = self._tfds_dataset(split, shuffle, seed)
             return ds.shard(shard_info.num_shards, shard_info.index) if sharded else ds
-        columns = self.examples(split)
-        num = _num_rows(columns)
-        if shuffle and num > 1:
-            if seed is None and sharded:
-                raise ValueError("a shuffled, sharded read needs a seed shared by every host "
-                                 "(seed=None would give each host its own permutation)")
-            index = _permuted_indices(num, seed, shard_info if sharded else None)
-        elif sharded:
-            index = tf.data.Dataset.range(shard_info.index, num, shard_info.num_shards)
-        else:
-            index = tf.data.Dataset.range(num)
-        return index.map(functools.partial(_row, columns),
-                         num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return column_dataset(self.examples(split), shuffle, seed,
+                              shard_info if sharded else None)
 
     def _tfds_dataset(self, split: str, shuffle: bool, seed: int | None) -> tf.data.Dataset:
         assert self.tfds is not None
@@ -176,7 +165,7 @@ class XittSource(seqio.DataSource):
     def count(self, split: str) -> int:
         """Number of raw examples in `split` (reads the data)."""
         if self.resolved_kind() == "files":
-            return _num_rows(self.examples(split))
+            return num_rows(self.examples(split))
         return int(self.get_dataset(split, shuffle=False).reduce(0, lambda n, _: n + 1))
 
     def __repr__(self) -> str:
@@ -184,10 +173,30 @@ class XittSource(seqio.DataSource):
         return f"XittSource(family={self.family}, files={self.files}, tfds={tfds_name})"
 
 
-def _permuted_indices(num: int, seed: int | None, shard_info: seqio.ShardInfo | None
-                      ) -> tf.data.Dataset:
+# The columns, the permutation and the row lookup below know nothing of benchmarks: the
+# runtime's shuffled read of a seqio cache (train/cached_source.py) uses them too.
+
+def column_dataset(columns: Mapping[str, Column], shuffle: bool, seed: int | None,
+                   shard_info: seqio.ShardInfo | None = None) -> tf.data.Dataset:
+    """The rows of `columns` as a dataset: in a full seeded permutation per epoch when
+    `shuffle` (`permuted_indices`), else in order; with `shard_info`, every `num_shards`-th
+    of them from `index`."""
+    num = num_rows(columns)
+    if shuffle and num > 1:
+        index = permuted_indices(num, seed, shard_info)
+    elif shard_info is not None:
+        index = tf.data.Dataset.range(shard_info.index, num, shard_info.num_shards)
+    else:
+        index = tf.data.Dataset.range(num)
+    return index.map(functools.partial(row, columns),
+                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def permuted_indices(num: int, seed: int | None, shard_info: seqio.ShardInfo | None
+                     ) -> tf.data.Dataset:
     """0..num-1 in a full permutation drawn anew each time the dataset is iterated (each epoch
-    under `repeat`); with `shard_info`, every `num_shards`-th position of it from `index`.
+    under `repeat`); with `shard_info`, every `num_shards`-th position of it from `index`
+    (then a seed is required: every host must draw the same permutation).
 
     Stateless, so that a tf.data iterator checkpoint of the training stream stays small: the
     permutation is `index_shuffle` keyed by (seed, epoch key), and the epoch key comes from
@@ -195,6 +204,9 @@ def _permuted_indices(num: int, seed: int | None, shard_info: seqio.ShardInfo | 
     the iterator's saved state. `shuffle(num)` would save its whole buffer (about 220 bytes per
     example in a tf.data checkpoint: ~240 MB per host for ANLI+'s 1.1M).
     """
+    if seed is None and shard_info is not None and shard_info.num_shards > 1:
+        raise ValueError("a shuffled, sharded read needs a seed shared by every host "
+                         "(seed=None would give each host its own permutation)")
     keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
     start, step = (shard_info.index, shard_info.num_shards) if shard_info else (0, 1)
 
@@ -210,12 +222,12 @@ def _permuted_indices(num: int, seed: int | None, shard_info: seqio.ShardInfo | 
 Column = tf.Tensor | tuple[tf.Tensor, tf.Tensor]
 
 
-def _num_rows(columns: Mapping[str, Column]) -> int:
+def num_rows(columns: Mapping[str, Column]) -> int:
     first = next(iter(columns.values()))
     return int(first[1].shape[0] - 1 if isinstance(first, tuple) else first.shape[0])
 
 
-def _row(columns: Mapping[str, Column], i: tf.Tensor) -> dict[str, tf.Tensor]:
+def row(columns: Mapping[str, Column], i: tf.Tensor) -> dict[str, tf.Tensor]:
     out = {}
     for name, column in columns.items():
         if isinstance(column, tuple):

@@ -41,25 +41,28 @@ def _register() -> seqio.Task:
         output_features=features)
 
 
-def write_cache(task: seqio.Task, cache_root: str, split: str) -> str:
-    """One TFRecord shard, info, stats and COMPLETED as cache_tasks_main lays them out."""
+def write_cache(task: seqio.Task, cache_root: str, split: str, num_files: int = 1) -> str:
+    """TFRecord shards, info, stats and COMPLETED as cache_tasks_main lays them out; with
+    several files the examples go to them in contiguous runs, in source order."""
     out = os.path.join(cache_root, seqio.get_task_dir_from_name(task.name))
     tf.io.gfile.makedirs(out)
     shards = task.source.list_shards(split)
     prefix = seqio.get_cached_tfrecord_prefix(out, split)
     examples = []
-    with tf.io.TFRecordWriter(f"{prefix}-00000-of-00001") as writer:
-        for index in range(len(shards)):
-            ds = task.source.get_dataset(split=split, shuffle=False, seed=None,
-                                         shard_info=seqio.ShardInfo(index, len(shards)))
-            for ex in task.preprocess_precache(ds).as_numpy_iterator():
-                examples.append(ex)
-                writer.write(seqio.dict_to_tfexample(ex).SerializeToString())
+    for index in range(len(shards)):
+        ds = task.source.get_dataset(split=split, shuffle=False, seed=None,
+                                     shard_info=seqio.ShardInfo(index, len(shards)))
+        examples.extend(task.preprocess_precache(ds).as_numpy_iterator())
+    for i, part in enumerate(np.array_split(np.arange(len(examples)), num_files)):
+        with tf.io.TFRecordWriter(f"{prefix}-{i:05d}-of-{num_files:05d}") as writer:
+            for j in part:
+                writer.write(seqio.dict_to_tfexample(examples[j]).SerializeToString())
     features = {k: {"shape": [None] if np.ndim(v) else [],
                     "dtype": np.asarray(v).dtype.name if np.ndim(v) else "string"}
                 for k, v in examples[0].items()}
     with open(seqio.get_cached_info_path(out, split), "w") as f:
-        json.dump({"num_shards": 1, "features": features, "seqio_version": seqio.__version__}, f)
+        json.dump({"num_shards": num_files, "features": features,
+                   "seqio_version": seqio.__version__}, f)
     with open(seqio.get_cached_stats_path(out, split), "w") as f:
         json.dump({"examples": len(examples)}, f)
     with open(os.path.join(out, "COMPLETED"), "w") as f:
