@@ -12,17 +12,15 @@ tf.data iterator checkpoint carries the whole window.
 Here: the same host sharding (the files seqio would give this host, or every file and a
 stride of the permutation when there are fewer files than hosts), but the host's cached,
 already tokenized examples are loaded into memory as columns and drawn in a full per-epoch
-permutation (`xitt_tasks.sources.permuted_indices`: `index_shuffle` keyed by the seed and an
+permutation (`xitt_common.columns.permuted_indices`: `index_shuffle` keyed by the seed and an
 epoch key, stateless). The post-cache preprocessors, validation and trimming are seqio's own:
 each task is read through an unregistered copy of it whose source is these columns and whose
 pre-cache steps are identities (so seqio hands the post-cache steps the same seeds), and a
 mixture through a copy with the original's rates and sampling. Unshuffled cached reads do not
 come here (seqio's own path, unchanged).
 
-Layering: the permutation and the column helpers are imported from `xitt_tasks.sources`
-(generic code; importing it registers the xitt tasks). `train.input_pipeline` imports this
-module only when a shuffled cached read is built, so nothing else in `train` pulls in
-`xitt_tasks`.
+The permutation and the column helpers are `xitt_common.columns`, the layer below both
+the tasks and the runtime.
 """
 from __future__ import annotations
 
@@ -34,7 +32,7 @@ import seqio
 import tensorflow as tf
 from seqio import dataset_providers
 
-from xitt_tasks.sources import Column, column_dataset
+from xitt_common.columns import Column, column_dataset
 
 # Examples parsed per tf.data batch while loading a host's cache files into columns.
 _LOAD_BATCH = 4096

@@ -43,6 +43,8 @@ import seqio
 import tensorflow as tf
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from train import cached_source
+
 Batch = dict[str, jax.Array]
 
 
@@ -132,9 +134,6 @@ def host_dataset(cfg: DatasetConfig, mesh: Mesh, *, repeat: bool,
     use_cached = resolve_use_cached(cfg.mixture_or_task_name, cfg.use_cached)
     provider: str | seqio.Task | seqio.Mixture = cfg.mixture_or_task_name
     if use_cached and cfg.shuffle:
-        # Imported here: it takes the permutation from xitt_tasks.sources (see its docstring).
-        from train import cached_source
-
         provider = cached_source.shuffled_cached_provider(get_provider(provider))
         use_cached = False  # the copies read the cache themselves
     ds = seqio.get_dataset(

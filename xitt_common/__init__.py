@@ -1,0 +1,1 @@
+"""Generic helpers below both the tasks and the runtime (see `columns`)."""
