@@ -160,6 +160,21 @@ def _slot_shapes(shape: tuple[int, ...], plan: Factoring, momentum: bool) -> dic
     return slots
 
 
+def _mean(x: jax.Array, dims: tuple[int, ...]) -> jax.Array:
+    """Mean over `dims` (dropped) as products with a ones vector, at full float32 precision.
+
+    XLA:CPU emits a partial reduction of a large matrix as a slow loop: the two factored
+    statistics of mT5's [512, 250112] output kernel took 0.92 s per step as reductions and
+    0.18 s as these matrix-vector products (`BENCHMARKS.md`). Elsewhere they are equally
+    memory-bound either way.
+    """
+    for d in sorted(dims, reverse=True):
+        ones = jnp.ones((x.shape[d],), x.dtype)
+        x = jnp.tensordot(x, ones, axes=([d], [0]), precision=jax.lax.Precision.HIGHEST)
+        x = x / ones.shape[0]
+    return x
+
+
 def _rms(x: jax.Array, dims: tuple[int, ...]) -> jax.Array:
     return jnp.sqrt(jnp.mean(jnp.square(x), axis=dims, keepdims=True))
 
@@ -171,8 +186,8 @@ def _update_one(grad, param, slots, plan: Factoring, decay, lr, config: Adafacto
     grad_sqr = jnp.square(grad) + config.epsilon1
     new = {k: jnp.zeros(DUMMY_SHAPE, jnp.float32) for k in SLOTS}
     if plan.factored:
-        v_row = decay * slots["v_row"] + mixing * jnp.mean(grad_sqr, axis=plan.col)
-        v_col = decay * slots["v_col"] + mixing * jnp.mean(grad_sqr, axis=plan.row)
+        v_row = decay * slots["v_row"] + mixing * _mean(grad_sqr, plan.col)
+        v_col = decay * slots["v_col"] + mixing * _mean(grad_sqr, plan.row)
         new["v_row"], new["v_col"] = v_row, v_col
         row_in_v_row = tuple(d - sum(c < d for c in plan.col) for d in plan.row)
         row_factor = jax.lax.rsqrt(v_row / jnp.mean(v_row, axis=row_in_v_row, keepdims=True))
