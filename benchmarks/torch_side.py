@@ -77,10 +77,16 @@ def decode(weights_dir: str, encoder_input_tokens: list, decode_length: int, war
                                         min_new_tokens=0).numpy()
 
     seconds = timing.repeat(call, warmup, reps)
+
+    def encode():
+        with torch.no_grad():
+            model.encoder(input_ids=ids, attention_mask=ids > 0)
+
+    encoder_seconds = timing.repeat(encode, 1, reps)
     generated = out["ids"][:, 1:]  # drop the decoder start token 0
     tokens = np.zeros((ids.shape[0], decode_length), np.int64)
     tokens[:, :generated.shape[1]] = generated
-    return {"seconds": seconds, "tokens": tokens.tolist()}
+    return {"seconds": seconds, "encoder_seconds": encoder_seconds, "tokens": tokens.tolist()}
 
 
 def peak_matmul(dtype: str, n: int, reps: int) -> dict[str, Any]:

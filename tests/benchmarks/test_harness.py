@@ -61,6 +61,17 @@ def test_decode_counts_only_with_identical_tokens():
     assert other.met is False and "1/2" in other.detail
 
 
+def test_decode_splits_the_encoder_from_the_token_loop():
+    # ours 1.0 s of which 0.4 s encoder; theirs 4.0 s of which 1.0 s: 3 tokens after the
+    # encoder take 200 vs 1000 ms each, 5x, while the whole call is 4x.
+    ours = {"seconds": [1.0], "encoder_seconds": [0.4], "tokens": [[5, 1, 0]]}
+    theirs = {"seconds": [4.0], "encoder_seconds": [1.0], "tokens": [[5, 1, 0]]}
+    row = suite.decode_rows(SHAPE, ours, theirs, 1, 3)[0]
+    assert row.value == "4.00x"
+    assert "encoder alone 0.40 s vs 1.00 s (40% of our call)" in row.detail
+    assert "after it 200 vs 1000 ms/token (5.00x)" in row.detail
+
+
 def test_input_and_eval_rows():
     row = suite.input_rows(SHAPE, {"seconds": [0.1, 0.1], "examples_per_batch": 20.0}, 2.0)[0]
     assert row.value == "20.0x" and row.met is True  # 200 ex/s produced vs 10 ex/s consumed
