@@ -56,11 +56,14 @@ def versions() -> str:
     return ", ".join(out)
 
 
-def git_revision() -> str:
+def git_revision(ignore: Sequence[str] = ("BENCHMARKS.md",)) -> str:
+    """HEAD, marked when tracked files differ from it; the results file the run itself
+    rewrites (`ignore`) does not count."""
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", *(f":(exclude,top){p}" for p in ignore)],
                                capture_output=True, text=True).stdout.strip()
         return rev + (" + uncommitted changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

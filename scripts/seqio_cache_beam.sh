@@ -5,9 +5,9 @@
 # and TensorFlow resolved together (scripts/beam-requirements.txt) and imports xitt_tasks from
 # this checkout. The trainer (project venv) reads the cache once its directory is one of seqio's
 # cache dirs (seqio.add_global_cache_dirs): use_cached=None (the default) takes it when every
-# task of the mixture is cached. Unshuffled, cached and uncached batches are identical; a
-# shuffled cached read has seqio's file and window shuffle only, not the file sources' full
-# permutation.
+# task of the mixture is cached (or name it with --seqio_additional_cache_dirs). Unshuffled,
+# cached and uncached batches are identical; a shuffled cached read loads the host's cache files
+# and draws the file sources' full per-epoch permutation (train/cached_source.py).
 #
 # Usage: bash scripts/seqio_cache_beam.sh OUTPUT_CACHE_DIR TASK[,TASK...] [cache_tasks_main flags]
 #   locally (DirectRunner, the default):
