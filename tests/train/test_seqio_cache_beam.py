@@ -75,3 +75,49 @@ def test_cached_stream_resumes_from_its_saved_state(cache_dir, tmp_path):
     resumed, replayed = _batches(5, start_step=7, restore_dir=tmp_path, use_cached=True)
     assert replayed == 0
     _assert_same(resumed, stream[7:])
+
+
+def _training_tasks() -> list[str]:
+    """Every registered xitt training task: the intermediate tasks and each target's train
+    tasks (mixtures are made of these)."""
+    import xitt_tasks  # noqa: F401
+
+    names = [n for n in seqio.TaskRegistry.names()
+             if n.startswith("xitt.inter.") or (n.startswith("xitt.") and ".train." in n)]
+    return sorted(n for n in names if seqio.get_mixture_or_task(n).supports_caching)
+
+
+@pytest.fixture(scope="module")
+def all_training_cache(tmp_path_factory):
+    """One Beam job (DirectRunner) caching every training task on the shipped sample data."""
+    tasks = _training_tasks()
+    out = tmp_path_factory.mktemp("seqio_cache_all")
+    run = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "seqio_cache_beam.sh"), str(out), ",".join(tasks),
+         "--min_shards=1"], capture_output=True, text=True, timeout=3600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    before = list(seqio.utils.get_global_cache_dirs())
+    seqio.utils.set_global_cache_dirs([str(out)])
+    for name in tasks:
+        seqio.get_mixture_or_task(name)._cache_dir = None
+    yield out, tasks
+    seqio.utils.set_global_cache_dirs(before)
+    for name in tasks:
+        seqio.get_mixture_or_task(name)._cache_dir = None
+
+
+def test_every_training_task_caches_with_beam_and_reads_back_unchanged(all_training_cache):
+    out, tasks = all_training_cache
+    assert len(tasks) >= 10, tasks  # 9 intermediate tasks and the targets' training tasks
+    mesh = partitioning.create_mesh(devices=jax.devices()[:1])
+    for name in tasks:
+        assert (out / name / "COMPLETED").exists(), name
+        assert input_pipeline.resolve_use_cached(name, None), name
+        batches = {}
+        for use_cached in (True, False):
+            cfg = input_pipeline.DatasetConfig(name, LENGTHS, "train", 4, seed=0, shuffle=False,
+                                               use_cached=use_cached)
+            with input_pipeline.train_iterator(cfg, mesh, 0, None) as it:
+                batches[use_cached] = [{k: np.asarray(v) for k, v in next(it).items()}
+                                       for _ in range(3)]
+        _assert_same(batches[True], batches[False])
