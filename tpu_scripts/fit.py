@@ -333,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        for row in done.values() if row.flops_key and not row.error}
         for path, phases in chosen:
             phases = phases or _phases_of(path)
+            if args.all and args.phase:  # every config, that one phase (where it lists it)
+                phases = [p for p in phases if p == args.phase]
             cfg = configs.load(path, args.binding)
             devices = None
             for phase in phases:

@@ -161,3 +161,13 @@ def test_xxl_on_its_smallest_v5e_slice_has_ten_percent_headroom(phase, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     r = fit.Row(**json.loads((tmp_path / "r.jsonl").read_text()))
     assert r.headroom >= fit.HEADROOM_TARGET, r.verdict
+
+
+def test_all_with_one_phase_renders_only_that_phase(tmp_path, capsys):
+    assert fit.main(["--all", "--phase", "decode", "--markdown", "--no_compile",
+                     "--results", str(tmp_path / "none.jsonl")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| mt5_")]
+    listing = [p for p in configs.shipped_paths() if "decode" in fit._phases_of(p)]
+    assert 0 < len(listing) < len(configs.shipped_paths())  # some configs only train
+    assert len(rows) == len(listing)
+    assert {line.split(" | ")[1] for line in rows} == {"decode"}
