@@ -186,3 +186,16 @@ def test_bad_arguments_are_named():
         decoding.beam_search(ttl, _cache(2), 2, 0, 4)
     with pytest.raises(ValueError, match="max_decode_len"):
         decoding.greedy_decode(ttl, _cache(2), 2, 0)
+
+
+def test_greedy_choice_is_argmax_with_its_log_softmax_and_first_id_on_ties():
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.standard_normal((5, 97)), jnp.float32)
+    logits = logits.at[0, 10].set(9.0).at[0, 40].set(9.0)  # a tie: argmax takes id 10
+    token, logp = decoding._greedy_choice(logits, 5)
+    np.testing.assert_array_equal(np.asarray(token), np.asarray(jnp.argmax(logits, -1)))
+    assert int(token[0]) == 10
+    want = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), token[:, None], -1)[:, 0]
+    np.testing.assert_allclose(np.asarray(logp), np.asarray(want), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match=r"shape \[4, vocab\]"):
+        decoding._greedy_choice(logits, 4)

@@ -89,6 +89,12 @@ def test_compute_metrics_counts():
     assert float(metrics["accuracy"]) == 0.5
 
 
+def test_accuracy_counts_a_tie_for_the_maximum_as_correct():
+    logits = jnp.array([[[2.0, 2.0, 0.0], [2.0, 2.0, 0.0], [1.0, 3.0, 3.0]]])
+    metrics = losses.compute_metrics(logits, jnp.array([[0, 1, 0]]), None)
+    assert float(metrics["accuracy_correct"]) == 2.0  # both tied ids count; 1.0 < 3.0 does not
+
+
 def test_shape_mismatch_is_named():
     with pytest.raises(ValueError, match=r"logits \(1, 2, 3\) and targets \(1, 3\)"):
         losses.compute_weighted_cross_entropy(LOGITS, jnp.zeros((1, 3), jnp.int32), None)
