@@ -11,8 +11,9 @@ import logging
 import os
 
 
-def quiet_imports() -> None:
-    """Import TF and `xitt_tasks` with their start-up noise discarded; library loggers to ERROR."""
+def quiet_imports(tasks: bool = True) -> None:
+    """Import TF and (with `tasks`) `xitt_tasks` with their start-up noise discarded; library
+    loggers to ERROR."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GLOG_minloglevel", "3")
     os.environ.setdefault("NO_GCE_CHECK", "true")
@@ -23,7 +24,8 @@ def quiet_imports() -> None:
         import absl.logging
         import tensorflow as tf
 
-        import xitt_tasks  # noqa: F401  (registers the tasks: sentencepiece messages)
+        if tasks:
+            import xitt_tasks  # noqa: F401  (registers the tasks: sentencepiece messages)
 
         tf.config.set_visible_devices([], "GPU")
         tf.get_logger().setLevel("ERROR")

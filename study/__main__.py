@@ -2,13 +2,15 @@
 
   python -m study run EXPERIMENT.gin [--study_dir DIR] [--executor local|subprocess]
                                      [--workers N]
-  python -m study run-cell EXPERIMENT.gin --cell CELL_ID [--study_dir DIR]
+  python -m study run-cell EXPERIMENT.gin --cell CELL_ID [--study_dir DIR] [--db FILE]
   python -m study status EXPERIMENT.gin [--study_dir DIR]
   python -m study report [--study_dir DIR] [--out DIR]
 
 `--study_dir` defaults to `study_runs/<experiment name>`; it holds the results database
 (results.sqlite), one model directory per cell (models/<cell id>/, with cell.log), the JAX
-compilation cache and the report. Errors are one line on stderr, exit status 1.
+compilation cache and the report. A cell on a TPU slice (tpu_scripts.executor) has its model
+directory on `gs://` and its own database (`--db`, study/cell_db.py), imported into the
+study's when it ends. Errors are one line on stderr, exit status 1.
 """
 from __future__ import annotations
 
@@ -37,7 +39,9 @@ def quiet() -> None:
 
 
 def _study_dir(args: argparse.Namespace, exp) -> str:
-    return os.path.abspath(args.study_dir or os.path.join("study_runs", exp.name))
+    from study import grid
+
+    return grid.absolute(args.study_dir or os.path.join("study_runs", exp.name))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_cell.add_argument("experiment")
     p_cell.add_argument("--cell", required=True)
     p_cell.add_argument("--study_dir")
+    p_cell.add_argument("--db", help="the cell's own results database (local or gs://), seeded "
+                        "by the TPU executors; default: the study's, in --study_dir")
     p_status = sub.add_parser("status", help="done / running / failed / left")
     p_status.add_argument("experiment")
     p_status.add_argument("--study_dir")
@@ -117,6 +123,21 @@ def _dispatch(args: argparse.Namespace) -> int:
             records = {r.cell_id: r for r in db.cells()}
         print(status.render(status.summarize(grid.build(exp, study_dir), records)))
         return 0
+    from study import grid
+
+    if args.command == "run-cell" and args.db:  # on a TPU slice: the cell's own database
+        import jax
+
+        from study import cell, cell_db
+
+        cell.enable_compilation_cache(study_dir)
+        with cell_db.opened(args.db, write_back=jax.process_index() == 0) as db:
+            cell.run_cell(exp, args.cell, study_dir, db=db)
+        return 0
+    if grid.is_remote(study_dir):
+        raise ValueError(f"--study_dir {study_dir}: the results database is an SQLite file on "
+                         "this machine; with model directories on an object store give "
+                         "run-cell --db (tpu_scripts.executor does)")
     os.makedirs(study_dir, exist_ok=True)
     db = ResultsDB(os.path.join(study_dir, DB_FILE))  # refuses another schema version
     if args.command == "run-cell":

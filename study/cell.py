@@ -49,8 +49,9 @@ def enable_compilation_cache(study_dir: str) -> str:
     compiled again by a later cell or process."""
     import jax
 
-    path = os.path.join(os.path.abspath(study_dir), "jax_cache")
-    os.makedirs(path, exist_ok=True)
+    path = os.path.join(grid.absolute(study_dir), "jax_cache")  # JAX reads gs:// too
+    if not grid.is_remote(path):
+        os.makedirs(path, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", path)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

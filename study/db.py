@@ -344,6 +344,24 @@ class ResultsDB:
         ids = tuple(ids.decode("utf-8").split("\n")) if n else ()
         return PerExample(language, metric, ids, scores, aggregation)
 
+    def import_cell(self, src: ResultsDB, cell_id: str) -> CellRecord:
+        """Copy one cell (its record and, when done, its results and per-example scores) from
+        another database, replacing what this one holds of it: how a cell run on another
+        machine (its own database file) reaches the study's."""
+        rec = src.get_cell(cell_id)
+        if rec is None:
+            raise KeyError(f"cell {cell_id!r} is not in results database {src.path}")
+        with self._transaction():
+            self.upsert_cell(rec)
+            if rec.status == "done":
+                keys = [(lang, metric) for c, lang, metric in src.per_example_keys()
+                        if c == cell_id]
+                provenance = {k: getattr(rec, k) for k in _PROVENANCE_FIELDS}
+                self.record_results(cell_id, [r for _, r in src.results(cell_id)],
+                                    [src.per_example(cell_id, *k) for k in keys],
+                                    end_time=rec.end_time, **provenance)
+        return rec
+
     def per_example_keys(self) -> list[tuple[str, str, str]]:
         """(cell_id, language, metric) of every stored per-example score set."""
         return [tuple(r) for r in self._conn.execute(

@@ -51,9 +51,19 @@ def train_task_name(target: str) -> str:
     return f"xitt.{target}.train.en"
 
 
+def is_remote(path: str) -> bool:
+    """A URL (`gs://bucket/...`): model directories on an object store, for TPU slices."""
+    return "://" in str(path)
+
+
+def absolute(path: str) -> str:
+    """An absolute local path; a URL unchanged (os.path.abspath would mangle `gs://`)."""
+    return str(path) if is_remote(path) else os.path.abspath(path)
+
+
 def build(exp: Experiment, study_dir: str) -> list[Cell]:
     """All cells in a dependency order (every cell after its deps)."""
-    study_dir = os.path.abspath(study_dir)
+    study_dir = absolute(study_dir)
     cells: list[Cell] = []
 
     def add(cell_id: str, kind: str, size: str, seed: int, condition: str, target: str | None,

@@ -79,7 +79,8 @@ def run(exp: Experiment, study_dir: str, executor: Executor | Sequence[Executor]
     from study.db import ResultsDB
 
     pool = list(executor) if isinstance(executor, (list, tuple)) else [executor]
-    os.makedirs(study_dir, exist_ok=True)
+    if not grid.is_remote(study_dir):  # gs://: the TPU executors' model directories
+        os.makedirs(study_dir, exist_ok=True)
     own = db is None
     db = db or ResultsDB(os.path.join(study_dir, cell_mod.DB_FILE))
     threads = ThreadPoolExecutor(len(pool)) if len(pool) > 1 else None

@@ -2,8 +2,9 @@
 
     python -m tpu_scripts.cost gin/study/study_xxl.gin --mfu 0.4 [--price_per_chip_hour 1.2]
         [--generation v5e] [--cells]
+    python -m tpu_scripts.cost gin/study/study_{base,large,xl,xxl}.gin   # the whole study
 
-For every training cell of the experiment's grid (study.grid):
+For every training cell of the experiments' grids (study.grid; a cell in two files counts once):
 
     chip-hours = steps x FLOPs per step / (peak bf16 FLOP/s per chip x MFU) / 3600
 
@@ -134,14 +135,23 @@ def cells_from_experiment(path: str) -> tuple[list[TrainCell], dict[str, Any]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tpu_scripts.cost", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", help="the study's experiment file (gin/study/*.gin)")
+    parser.add_argument("experiment", nargs="+",
+                        help="the study's experiment files (gin/study/*.gin), e.g. one per size")
     parser.add_argument("--mfu", type=float, default=0.4)
     parser.add_argument("--price_per_chip_hour", type=float, default=None)
     parser.add_argument("--generation", choices=sorted(topology.CHIPS), default="v5e")
     parser.add_argument("--cells", action="store_true", help="one line per cell")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    from eval.quiet import quiet_imports
+
+    quiet_imports(tasks=False)  # TF's start-up lines (the experiment's gin imports seqio)
     try:
-        cells, configs = cells_from_experiment(args.experiment)
+        cells, configs, seen = [], {}, set()
+        for path in args.experiment:
+            more, sized = cells_from_experiment(path)
+            cells += [c for c in more if c.cell_id not in seen]
+            seen.update(c.cell_id for c in more)
+            configs.update(sized)
         chip = topology.CHIPS[args.generation]
         costs = cost_cells(cells, configs, chip, args.mfu)
         print(report(costs, chip, args.mfu, args.price_per_chip_hour, args.cells))

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -30,6 +32,11 @@ from tpu_scripts import configs, topology
 
 HEADROOM_TARGET = 0.10  # a config "fits" with at least this fraction of HBM free
 PENDING = "not compiled yet"
+STALE = "stale"
+# What decides the compiled program besides the config's own gin files: a stored row whose
+# fingerprint over these differs was compiled from other code and is not reused.
+PROGRAM_SOURCES = ("train", "xitt_common", "tpu_scripts/aot.py", "tpu_scripts/configs.py",
+                   "tpu_scripts/topology.py", "constraints.txt")
 
 
 @dataclasses.dataclass
@@ -57,6 +64,8 @@ class Row:
     error: str = ""
     note: str = ""
     flops_key: str = ""           # rows with the same key share one FLOPs measurement
+    fingerprint: str = ""         # program_fingerprint() of the config when compiled
+    code: str = ""                # the git commit it was compiled from (for the reader)
 
     @property
     def headroom(self) -> float:
@@ -72,8 +81,10 @@ class Row:
 
     @property
     def verdict(self) -> str:
-        if self.error == PENDING:
-            return f"{PENDING} (python -m tpu_scripts.fit --config gin/tpu/{self.config}.gin)"
+        if self.error in (PENDING, STALE):
+            what = (PENDING if self.error == PENDING else
+                    f"stale: compiled from other code or config ({self.code or 'unrecorded'})")
+            return f"{what}; run python -m tpu_scripts.fit --config gin/tpu/{self.config}.gin"
         if self.error:
             return f"does not compile: {self.error}"
         if self.total_gib > self.hbm_gib:
@@ -87,6 +98,39 @@ class Row:
 
 def _gib(n: int | float) -> float:
     return n / topology.GIB
+
+
+def program_fingerprint(path: str | Path, bindings: Sequence[str] = ()) -> str:
+    """Hash of every source that decides what `path`'s phases compile to: its gin files and
+    extra bindings, the runtime's Python, the compile driver and the pinned versions
+    (constraints.txt)."""
+    root = configs.REPO_ROOT
+    names = list(configs.gin_files(path))
+    for name in PROGRAM_SOURCES:
+        p = root / name
+        names += ([str(f.relative_to(root)) for f in sorted(p.rglob("*.py"))] if p.is_dir()
+                  else [name])
+    digest = hashlib.sha256()
+    for name in names:  # the config's own file by content only: a copy elsewhere hashes alike
+        label = Path(name).name if Path(name).is_absolute() else name
+        digest.update(label.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    for binding in bindings:
+        digest.update(b"binding\0" + binding.encode() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def code_version() -> str:
+    """For the reader: the last commit that changed the program's sources (PROGRAM_SOURCES and
+    gin/), `+modified` with local edits to them."""
+    try:
+        def git(*a: str) -> str:
+            return subprocess.run(["git", *a], cwd=configs.REPO_ROOT, capture_output=True,
+                                  text=True, check=True).stdout.strip()
+        dirty = git("status", "--porcelain", "--", *PROGRAM_SOURCES, "gin")
+        last = git("log", "-1", "--format=%h", "--", *PROGRAM_SOURCES, "gin")
+        return (last or "uncommitted") + ("+modified" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def phase_batch_text(cfg: configs.TpuConfig, phase: str) -> str:
@@ -119,7 +163,9 @@ def _flops_key(cfg: configs.TpuConfig, phase: str) -> str:
     return f"{cfg.size}|{phase}|{phase_batch_text(cfg, phase)}|{cfg.model_config.remat_policy}"
 
 
-def pending_row(cfg: configs.TpuConfig, phase: str) -> Row:
+def pending_row(cfg: configs.TpuConfig, phase: str, stale: Row | None = None) -> Row:
+    """A row not compiled from the current code: analytic FLOPs only. `stale` is the stored row
+    compiled from other code or config, whose memory figures no longer hold."""
     slice_ = topology.Slice.parse(cfg.slice_name)
     mesh, settings = _settings(cfg, phase)
     from tpu_scripts import aot
@@ -127,9 +173,10 @@ def pending_row(cfg: configs.TpuConfig, phase: str) -> Row:
     model, hardware = aot.analytic_flops(cfg, phase)
     return Row(cfg.name, cfg.size, slice_.name, phase, mesh, settings,
                hbm_gib=_gib(slice_.chip.usable_hbm_bytes), peak_flops=slice_.peak_flops,
-               error=PENDING, model_flops=model, hardware_flops=hardware,
-               flops_source="analytic (train.flops matmul count)", note=_note(cfg, phase, model,
-                                                                               slice_))
+               error=PENDING if stale is None else STALE, model_flops=model,
+               hardware_flops=hardware, flops_source="analytic (train.flops matmul count)",
+               note=_note(cfg, phase, model, slice_),
+               code="" if stale is None else stale.code)
 
 
 def _note(cfg: configs.TpuConfig, phase: str, model_flops: float,
@@ -143,14 +190,15 @@ def _note(cfg: configs.TpuConfig, phase: str, model_flops: float,
 
 def run_one(cfg: configs.TpuConfig, phase: str, devices: list[Any],
             flops_cache: dict[str, tuple[float, float, str]],
-            compiled_flops: bool = False) -> Row:
+            compiled_flops: bool = False, bindings: Sequence[str] = ()) -> Row:
     """Compile `phase` of `cfg` on the described slice and fill a Row."""
     from tpu_scripts import aot
 
     slice_ = topology.Slice.parse(cfg.slice_name)
     mesh, settings = _settings(cfg, phase)
     row = Row(cfg.name, cfg.size, slice_.name, phase, mesh, settings,
-              hbm_gib=_gib(slice_.chip.usable_hbm_bytes), peak_flops=slice_.peak_flops)
+              hbm_gib=_gib(slice_.chip.usable_hbm_bytes), peak_flops=slice_.peak_flops,
+              fingerprint=program_fingerprint(cfg.path, bindings), code=code_version())
     start, cpu_start = time.perf_counter(), time.process_time()
     lowered = aot.lower_phase(cfg, phase, cfg.model_config, devices)
     result = aot.compile_lowered(lowered)
@@ -230,11 +278,14 @@ def markdown(rows: Sequence[Row]) -> str:
     peaks = ", ".join(f"{c.generation} {c.peak_bf16_flops / 1e12:.0f} TF"
                       for c in topology.CHIPS.values())
     out = [MARKDOWN_HEAD.format(hbm=hbm, peaks=peaks, target=HEADROOM_TARGET)]
-    compiled = sum(1 for r in rows if r.error != PENDING)
-    if compiled < len(rows):
-        out.append(f"**{compiled} of {len(rows)} rows compiled.** The others show the analytic "
-                   "FLOPs and ideal step time only; their memory needs a compile (`python -m "
-                   "tpu_scripts.fit --config FILE`).\n")
+    compiled = [r for r in rows if r.error not in (PENDING, STALE)]
+    commits = sorted({r.code for r in compiled if r.code})
+    summary = (f"**Compiled from the current code and configs: {len(compiled)} of {len(rows)} "
+               "rows**" + (f" (commit {', '.join(commits)})" if commits else "") + ".")
+    if len(compiled) < len(rows):
+        summary += (" The others show the analytic FLOPs and ideal step time only; their memory "
+                    "needs a compile (`python -m tpu_scripts.fit --config FILE`).")
+    out.append(summary + "\n")
     out.append("| config | phase | mesh | settings | args GiB | temps GiB | total GiB | "
                "headroom | model FLOPs | ideal step | MFU bound | verdict |")
     out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -281,10 +332,10 @@ def _phases_of(path: Path) -> list[str]:
     return phases
 
 
-def _load_results(path: Path | None) -> dict[tuple[str, str], Row]:
+def _load_results(path: Path | None) -> list[Row]:
     if path is None or not path.exists():
-        return {}
-    rows = {}
+        return []
+    rows = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if line.strip():
             try:
@@ -292,7 +343,7 @@ def _load_results(path: Path | None) -> dict[tuple[str, str], Row]:
                 row = Row(**{k: v for k, v in json.loads(line).items() if k in fields})
             except (ValueError, TypeError) as err:
                 raise ValueError(f"{path}:{n}: not a fit result row ({err})") from None
-            rows[(row.config, row.phase)] = row
+            rows.append(row)
     return rows
 
 
@@ -325,29 +376,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.execve(sys.executable, [sys.executable, "-m", "tpu_scripts.fit", *sys.argv[1:]],
                       env)
     aot.prepare_environment()
+    from eval.quiet import quiet_imports
+
+    quiet_imports(tasks=False)  # TF's start-up lines (seqio imports it through the gin files)
     try:
         chosen = selected(args)
-        done = _load_results(args.results)
+        stored_rows = _load_results(args.results)
+        done = {(r.config, r.phase, r.fingerprint): r for r in stored_rows}  # the last one wins
+        latest = {(r.config, r.phase): r for r in stored_rows}
         rows: list[Row] = []
         flops_cache = {row.flops_key: (row.model_flops, row.hardware_flops, row.flops_source)
-                       for row in done.values() if row.flops_key and not row.error}
+                       for row in stored_rows if row.flops_key and not row.error}
         for path, phases in chosen:
             phases = phases or _phases_of(path)
             if args.all and args.phase:  # every config, that one phase (where it lists it)
                 phases = [p for p in phases if p == args.phase]
             cfg = configs.load(path, args.binding)
+            fingerprint = program_fingerprint(path, args.binding)
             devices = None
             for phase in phases:
-                if (cfg.name, phase) in done and not args.binding:
-                    rows.append(done[(cfg.name, phase)])
+                if (cfg.name, phase, fingerprint) in done:
+                    rows.append(done[(cfg.name, phase, fingerprint)])
                     continue
                 if args.no_compile:
-                    rows.append(pending_row(cfg, phase))
+                    rows.append(pending_row(cfg, phase, stale=latest.get((cfg.name, phase))))
                     continue
                 if devices is None:
                     devices = aot.topology_devices(topology.Slice.parse(cfg.slice_name))
                 print(f"compiling {cfg.name} [{phase}] ...", file=sys.stderr, flush=True)
-                row = run_one(cfg, phase, devices, flops_cache, args.compiled_flops)
+                row = run_one(cfg, phase, devices, flops_cache, args.compiled_flops,
+                              args.binding)
                 rows.append(row)
                 if args.results is not None:
                     with args.results.open("a") as f:
@@ -356,14 +414,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(format_row(row), flush=True)
         if args.markdown:
             print(markdown(rows), end="")
-        elif len(rows) and all((r.config, r.phase) in done for r in rows):
+        elif len(rows) and all(done.get((r.config, r.phase, r.fingerprint)) is r
+                               for r in rows):
             for row in rows:
                 print(format_row(row))
     except (ValueError, RuntimeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0 if all(not r.error and r.total_gib <= r.hbm_gib for r in rows
-                    if r.error != PENDING) else 1
+                    if r.error not in (PENDING, STALE)) else 1
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The results database: round trip, atomic replace, schema refusal, input checks."""
 
+import dataclasses
 import sqlite3
 
 import numpy as np
@@ -163,3 +164,29 @@ def test_batch_is_one_transaction_and_rolls_back_whole(tmp_path):
             assert [c.cell_id for c in other.cells(status="done")] == ["a"]
             other.mark_failed("a", "boom")
         assert db.get_cell("a").status == "failed"
+
+
+def test_import_cell_copies_a_cell_run_elsewhere_exactly(tmp_path):
+    done, failed = _cell(params_count=7, deps=("tiny1/mnli/s0",)), _cell("tiny1/mnli/s0",
+                                                                       kind="intermediate")
+    with ResultsDB(tmp_path / "cell.sqlite") as remote, ResultsDB(tmp_path / "main.sqlite") as db:
+        remote.upsert_cell(done)
+        remote.mark_running(done.cell_id, start_time="2026-12-02T01:00:00Z", device_kind="TPU v5")
+        results, per_example = _xnli_results({"en": [100, 0, 100], "sw": [0, 100]})
+        remote.record_results(done.cell_id, results, per_example, checkpoint_path="gs://b/ck",
+                              checkpoint_step=9, end_time="2026-12-02T02:00:00Z")
+        remote.upsert_cell(failed)
+        remote.mark_failed(failed.cell_id, "RuntimeError: preempted twice")
+        db.upsert_cell(dataclasses.replace(done, status="running"))  # what the runner holds
+
+        assert db.import_cell(remote, done.cell_id) == remote.get_cell(done.cell_id)
+        assert db.get_cell(done.cell_id) == remote.get_cell(done.cell_id)
+        assert db.get_cell(done.cell_id).status == "done"
+        assert db.results(done.cell_id) == remote.results(done.cell_id)
+        for lang in ("en", "sw"):
+            assert db.per_example(done.cell_id, lang, "accuracy") == \
+                remote.per_example(done.cell_id, lang, "accuracy")
+        assert db.import_cell(remote, failed.cell_id).status == "failed"
+        assert db.get_cell(failed.cell_id).error == "RuntimeError: preempted twice"
+        with pytest.raises(KeyError, match="tiny1/none"):
+            db.import_cell(remote, "tiny1/none")

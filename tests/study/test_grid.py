@@ -85,3 +85,10 @@ def test_dependents():
     down = grid.dependents(cells, "tiny/s0/mnli")
     assert "tiny/s0/mnli/xcopa" in down and "tiny/s0/mnli/tatoeba" in down
     assert not any(c.startswith("tiny2/") or "/qqp/" in c for c in down)
+
+
+def test_model_dirs_on_an_object_store_keep_their_url():
+    _, cells = _cells("gs://bucket/study")
+    for c in cells:
+        assert c.model_dir == "gs://bucket/study/models/" + c.cell_id
+        assert c.command[-2:] == ("--study_dir", "gs://bucket/study")

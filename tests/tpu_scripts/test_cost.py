@@ -73,3 +73,17 @@ def test_cli_on_the_study_experiment(capsys):
     assert int(total.split()[1]) == len(cell_lines) > 0
     summed = sum(float(line.split()[-1].replace(",", "")) for line in cell_lines)
     assert float(total.split()[3].replace(",", "")) == pytest.approx(summed, rel=1e-3)
+
+
+def test_one_command_costs_every_size_and_counts_a_repeated_file_once(capsys):
+    def totals(*files):
+        assert cost.main([*files, "--mfu", "0.4"]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        return {line.split()[0]: float(line.split()[3].replace(",", "")) for line in lines
+                if line.split() and line.split()[0] in ("base", "large", "total")}
+
+    base, large = totals("gin/study/study_base.gin"), totals("gin/study/study_large.gin")
+    both = totals("gin/study/study_base.gin", "gin/study/study_large.gin",
+                  "gin/study/study_base.gin")
+    assert both["base"] == base["base"] and both["large"] == large["large"]
+    assert both["total"] == pytest.approx(base["total"] + large["total"], abs=0.2)

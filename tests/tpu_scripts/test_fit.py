@@ -171,3 +171,61 @@ def test_all_with_one_phase_renders_only_that_phase(tmp_path, capsys):
     assert 0 < len(listing) < len(configs.shipped_paths())  # some configs only train
     assert len(rows) == len(listing)
     assert {line.split(" | ")[1] for line in rows} == {"decode"}
+
+
+def test_a_stored_row_is_reused_only_for_the_code_and_config_it_was_compiled_from(
+        tmp_path, capsys):
+    config = tmp_path / TINY.name
+    config.write_text(TINY.read_text())
+    stored = dataclasses.replace(row(11.3), config=config.stem, phase="train_cls",
+                                 fingerprint=fit.program_fingerprint(config), code="abc1234")
+    results = tmp_path / "rows.jsonl"
+    results.write_text(json.dumps(dataclasses.asdict(stored)) + "\n")
+    argv = ["--config", str(config), "--phase", "train_cls", "--markdown", "--no_compile",
+            "--results", str(results)]
+
+    assert fit.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "Compiled from the current code and configs: 1 of 1 rows** (commit abc1234)" in text
+    assert "| 5.65 | 5.65 | 11.30 |" in text and "fits (28% headroom)" in text
+
+    config.write_text(TINY.read_text().replace("NUM_MICROBATCHES = 2", "NUM_MICROBATCHES = 1"))
+    assert fit.program_fingerprint(config) != stored.fingerprint
+    assert fit.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "Compiled from the current code and configs: 0 of 1 rows**" in text
+    assert "11.30" not in text  # the old figures are not shown as if they still held
+    assert ("stale: compiled from other code or config (abc1234); run python -m "
+            f"tpu_scripts.fit --config gin/tpu/{config.stem}.gin") in text
+
+
+def test_the_fingerprint_covers_the_runtime_code(monkeypatch, tmp_path):
+    before = fit.program_fingerprint(TINY)
+    assert fit.program_fingerprint(TINY) == before
+    fake = tmp_path / "train"
+    fake.mkdir()
+    (fake / "model.py").write_text("x = 1\n")
+    monkeypatch.setattr(fit, "PROGRAM_SOURCES", ("train",))
+    monkeypatch.setattr(configs, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(configs, "gin_files", lambda path: [])
+    one = fit.program_fingerprint(TINY)
+    (fake / "model.py").write_text("x = 2\n")
+    assert fit.program_fingerprint(TINY) != one
+
+
+def test_a_row_compiled_with_extra_bindings_does_not_stand_for_the_plain_config(
+        tmp_path, capsys):
+    binding = "NUM_MICROBATCHES = 4"
+    plain = dataclasses.replace(row(11.3), config=TINY.stem, phase="train_cls",
+                                fingerprint=fit.program_fingerprint(TINY))
+    bound = dataclasses.replace(plain, total_gib=7.5,
+                                fingerprint=fit.program_fingerprint(TINY, [binding]))
+    assert bound.fingerprint != plain.fingerprint
+    results = tmp_path / "rows.jsonl"
+    results.write_text("".join(json.dumps(dataclasses.asdict(r)) + "\n" for r in (plain, bound)))
+    argv = ["--config", str(TINY), "--phase", "train_cls", "--markdown", "--no_compile",
+            "--results", str(results)]
+    assert fit.main(argv) == 0
+    assert "| 11.30 |" in capsys.readouterr().out
+    assert fit.main([*argv, "--binding", binding]) == 0
+    assert "| 7.50 |" in capsys.readouterr().out
