@@ -121,7 +121,10 @@ class CellDatabases:
         return [*cell.command, "--db", self.path(cell)]
 
     def seed(self, cell: CellLike) -> None:
+        """Mark the cell running here (`python -m study status` shows it in flight) and write
+        the database its job starts from."""
         with ResultsDB(self.db_path) as db:  # one connection per call: executors run in threads
+            db.mark_running(cell.cell_id)
             cell_db.seed(db, cell.cell_id, cell.deps, self.path(cell))
 
     def collect(self, cell: CellLike, failure: str | None) -> Outcome:
@@ -130,8 +133,13 @@ class CellDatabases:
             rec = cell_db.collect(db, cell.cell_id, self.path(cell))
         if rec is not None and rec.status == "done":
             return Outcome(True)
-        state = "no record" if rec is None else f"{rec.status}: {rec.error or 'no error text'}"
-        return Outcome(False, f"{failure}; cell {state}" if failure else f"cell {state}")
+        if rec is None:
+            state = "no cell database"
+        elif rec.status == "failed":
+            state = rec.error or "failed"
+        else:
+            state = f"the cell recorded no result (left {rec.status})"
+        return Outcome(False, f"{failure}; {state}" if failure else state)
 
 
 def _databases(dbs: CellDatabases | None, runner: launch.Runner) -> CellDatabases | None:
