@@ -376,6 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.execve(sys.executable, [sys.executable, "-m", "tpu_scripts.fit", *sys.argv[1:]],
                       env)
     aot.prepare_environment()
+    for name in ("TPU_MIN_LOG_LEVEL", "TPU_STDERR_LOG_LEVEL"):  # libtpu's own start-up errors
+        os.environ.setdefault(name, "3")                       # (no TPU workers here)
     from eval.quiet import quiet_imports
 
     quiet_imports(tasks=False)  # TF's start-up lines (seqio imports it through the gin files)
