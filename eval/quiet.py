@@ -7,8 +7,25 @@ raised during the import still reach the terminal (fd 2 is restored first).
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def silenced_fd2() -> Iterator[None]:
+    """fd 2 to /dev/null inside the block (C++ start-up lines no log level reaches); restored
+    before an exception leaves it, so Python errors still reach the terminal."""
+    err = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(err, 2)
+        os.close(devnull)
+        os.close(err)
 
 
 def quiet_imports(tasks: bool = True) -> None:
@@ -17,10 +34,7 @@ def quiet_imports(tasks: bool = True) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GLOG_minloglevel", "3")
     os.environ.setdefault("NO_GCE_CHECK", "true")
-    err = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
+    with silenced_fd2():
         import absl.logging
         import tensorflow as tf
 
@@ -30,9 +44,5 @@ def quiet_imports(tasks: bool = True) -> None:
         tf.config.set_visible_devices([], "GPU")
         tf.get_logger().setLevel("ERROR")
         absl.logging.set_verbosity(absl.logging.ERROR)
-    finally:
-        os.dup2(err, 2)
-        os.close(devnull)
-        os.close(err)
     for name in ("absl", "tensorflow", "seqio", "etils"):
         logging.getLogger(name).setLevel(logging.ERROR)

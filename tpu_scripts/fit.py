@@ -376,9 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.execve(sys.executable, [sys.executable, "-m", "tpu_scripts.fit", *sys.argv[1:]],
                       env)
     aot.prepare_environment()
-    for name in ("TPU_MIN_LOG_LEVEL", "TPU_STDERR_LOG_LEVEL"):  # libtpu's own start-up errors
-        os.environ.setdefault(name, "3")                       # (no TPU workers here)
-    from eval.quiet import quiet_imports
+    from eval.quiet import quiet_imports, silenced_fd2
 
     quiet_imports(tasks=False)  # TF's start-up lines (seqio imports it through the gin files)
     try:
@@ -404,7 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rows.append(pending_row(cfg, phase, stale=latest.get((cfg.name, phase))))
                     continue
                 if devices is None:
-                    devices = aot.topology_devices(topology.Slice.parse(cfg.slice_name))
+                    with silenced_fd2():  # libtpu's start-up complaints: no TPU hosts here
+                        devices = aot.topology_devices(topology.Slice.parse(cfg.slice_name))
                 print(f"compiling {cfg.name} [{phase}] ...", file=sys.stderr, flush=True)
                 row = run_one(cfg, phase, devices, flops_cache, args.compiled_flops,
                               args.binding)
