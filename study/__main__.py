@@ -135,9 +135,11 @@ def _dispatch(args: argparse.Namespace) -> int:
             cell.run_cell(exp, args.cell, study_dir, db=db)
         return 0
     if grid.is_remote(study_dir):
+        fix = ("give run-cell --db (tpu_scripts.executor does)" if args.command == "run-cell"
+               else "run the study with python -m tpu_scripts.executor (--local_dir holds "
+                    "the database)")
         raise ValueError(f"--study_dir {study_dir}: the results database is an SQLite file on "
-                         "this machine; with model directories on an object store give "
-                         "run-cell --db (tpu_scripts.executor does)")
+                         f"this machine; with model directories on an object store {fix}")
     os.makedirs(study_dir, exist_ok=True)
     db = ResultsDB(os.path.join(study_dir, DB_FILE))  # refuses another schema version
     if args.command == "run-cell":

@@ -153,6 +153,8 @@ def test_run_cell_with_model_dirs_on_an_object_store_needs_its_own_database(tmp_
                      "--study_dir", "gs://b/study"]) == 1
     err = capsys.readouterr().err
     assert "--study_dir gs://b/study" in err and "run-cell --db" in err
+    assert cli.main(["run", str(exp), "--study_dir", "gs://b/study"]) == 1
+    assert "python -m tpu_scripts.executor" in capsys.readouterr().err
     assert not (REPO / "gs:").exists()
 
 
