@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from study import experiment
+    from study import experiment, grid
 
     if args.command == "report":
         from study import report
@@ -114,7 +114,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     from study.db import ResultsDB
 
     if args.command == "status":
-        from study import grid, status
+        from study import status
 
         db_path = os.path.join(study_dir, DB_FILE)
         if not os.path.exists(db_path):
@@ -123,8 +123,6 @@ def _dispatch(args: argparse.Namespace) -> int:
             records = {r.cell_id: r for r in db.cells()}
         print(status.render(status.summarize(grid.build(exp, study_dir), records)))
         return 0
-    from study import grid
-
     if args.command == "run-cell" and args.db:  # on a TPU slice: the cell's own database
         import jax
 

@@ -190,15 +190,16 @@ def _note(cfg: configs.TpuConfig, phase: str, model_flops: float,
 
 def run_one(cfg: configs.TpuConfig, phase: str, devices: list[Any],
             flops_cache: dict[str, tuple[float, float, str]],
-            compiled_flops: bool = False, bindings: Sequence[str] = ()) -> Row:
-    """Compile `phase` of `cfg` on the described slice and fill a Row."""
+            compiled_flops: bool = False, fingerprint: str = "") -> Row:
+    """Compile `phase` of `cfg` on the described slice and fill a Row (`fingerprint`: its
+    program_fingerprint, recorded with it)."""
     from tpu_scripts import aot
 
     slice_ = topology.Slice.parse(cfg.slice_name)
     mesh, settings = _settings(cfg, phase)
     row = Row(cfg.name, cfg.size, slice_.name, phase, mesh, settings,
               hbm_gib=_gib(slice_.chip.usable_hbm_bytes), peak_flops=slice_.peak_flops,
-              fingerprint=program_fingerprint(cfg.path, bindings), code=code_version())
+              fingerprint=fingerprint, code=code_version())
     start, cpu_start = time.perf_counter(), time.process_time()
     lowered = aot.lower_phase(cfg, phase, cfg.model_config, devices)
     result = aot.compile_lowered(lowered)
@@ -406,7 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         devices = aot.topology_devices(topology.Slice.parse(cfg.slice_name))
                 print(f"compiling {cfg.name} [{phase}] ...", file=sys.stderr, flush=True)
                 row = run_one(cfg, phase, devices, flops_cache, args.compiled_flops,
-                              args.binding)
+                              fingerprint)
                 rows.append(row)
                 if args.results is not None:
                     with args.results.open("a") as f:

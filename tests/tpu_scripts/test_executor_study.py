@@ -206,8 +206,8 @@ class FakeGcloud(launch.Runner):
         self.nodes, self.exit, self.starts = {}, {}, []
 
     def run(self, argv, *, check=True, capture=False):
-        name = argv[argv.index("describe") + 1] if "describe" in argv else None
         if "describe" in argv:
+            name = argv[argv.index("describe") + 1]
             if name not in self.nodes:
                 raise RuntimeError("NOT_FOUND")
             return self.nodes[name]
