@@ -41,6 +41,12 @@ TRAINED_TARGETS = tuple(t for t in TARGETS if t != "tatoeba")
 SINGLE_SET_TARGETS = ("xquad", "lareqa", "tatoeba")
 
 
+# What the primary endpoint measures (study.analysis computes it):
+#   'overall_gain': the condition's XTREME-R score minus the baseline's (the mean over the
+#   experiment's targets of each target's language-averaged metric), per size.
+ENDPOINT_MEASURES = ("overall_gain",)
+
+
 class ExperimentError(ValueError):
     """One line: file, field, value, what was expected."""
 
@@ -65,6 +71,17 @@ class Size:
     model_gin: str                       # gin/models/*.gin, relative to the repository root
     initial_checkpoint: str | None       # None: random init (toy studies only)
     gin_files: tuple[str, ...]           # run overlays for this size (e.g. gin/tpu/base.gin)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrimaryEndpoint:
+    """The one series the study's answer speaks of, declared before any cell runs (choosing it
+    after seeing the results would bias the answer); every other series is exploratory."""
+    condition: str                       # an intermediate condition, e.g. 'xitt.inter.multitask'
+    measure: str                         # one of ENDPOINT_MEASURES
+
+    def as_dict(self) -> dict[str, str]:
+        return {"condition": self.condition, "measure": self.measure}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +117,7 @@ class Experiment:
     save_every: int
     keep_checkpoints: int
     data_source: str                     # 'sample' | 'full'
+    primary_endpoint: PrimaryEndpoint
 
     def size(self, name: str) -> Size:
         return next(s for s in self.sizes if s.name == name)
@@ -122,7 +140,8 @@ def condition_short(condition: str) -> str:
 # ------------------------------------------------------------------------------ parsing
 
 _REQUIRED = ("name", "sizes", "conditions", "targets", "seeds", "intermediate_steps",
-             "target_steps", "run_gin_files", "batch_size", "train_lengths", "eval_lengths")
+             "target_steps", "run_gin_files", "batch_size", "train_lengths", "eval_lengths",
+             "primary_endpoint")
 
 
 def load(path: str | Path, *, check_files: bool = True) -> Experiment:
@@ -312,6 +331,7 @@ def from_fields(fields: Mapping[str, Any], *, path: str = "<experiment>", sha256
         c.pos_int("eval_max_examples", max_examples)
     data_source = c.choice("data_source", c.get("data_source", "sample"), ("sample", "full"))
     bindings = c.str_list("gin_bindings", c.get("gin_bindings", []))
+    endpoint = _primary_endpoint(c, conditions)
 
     return Experiment(
         path=path, sha256=sha256, name=name, toy=toy, sizes=tuple(sizes),
@@ -345,4 +365,17 @@ def from_fields(fields: Mapping[str, Any], *, path: str = "<experiment>", sha256
         save_every=c.pos_int("save_every", c.get("save_every", 200)),
         keep_checkpoints=c.pos_int("keep_checkpoints", c.get("keep_checkpoints", 1)),
         data_source=data_source,
+        primary_endpoint=endpoint,
     )
+
+
+def _primary_endpoint(c: _Checker, conditions: Sequence[str]) -> PrimaryEndpoint:
+    raw = c.mapping("primary_endpoint", c.get("primary_endpoint"))
+    if set(raw) != {"condition", "measure"}:
+        c.fail("primary_endpoint", dict(raw), "expected {'condition': C, 'measure': M}")
+    # A grid with no intermediate condition (a baseline-only smoke run) measures no gain: it
+    # only needs a known condition there.
+    listed = [x for x in conditions if x != BASELINE] or [x for x in CONDITIONS if x != BASELINE]
+    cond = c.choice("primary_endpoint['condition']", raw["condition"], listed)
+    measure = c.choice("primary_endpoint['measure']", raw["measure"], ENDPOINT_MEASURES)
+    return PrimaryEndpoint(cond, measure)

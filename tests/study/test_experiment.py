@@ -62,6 +62,10 @@ def test_real_scale_files_parse(name):
     ("experiment.study.initial_checkpoints = {'huge': None}", "initial_checkpoints key",
      "huge"),
     ("experiment.study.selection = 'best'", "selection", "best"),
+    ("experiment.study.primary_endpoint = {'condition': 'xitt.inter.anli_plus', "
+     "'measure': 'overall_gain'}", "primary_endpoint['condition']", "xitt.inter.anli_plus"),
+    ("experiment.study.primary_endpoint = {'condition': 'xitt.inter.mnli', "
+     "'measure': 'best_gain'}", "primary_endpoint['measure']", "best_gain"),
 ])
 def test_unknown_values_name_file_field_value_and_choices(tmp_path, override, field, value):
     path = _write(tmp_path, override)
@@ -123,3 +127,9 @@ def test_missing_target_steps(tmp_path):
 def test_no_such_file():
     with pytest.raises(experiment.ExperimentError, match="no such experiment file"):
         experiment.load("gin/study/nope.gin")
+
+
+def test_the_primary_endpoint_is_declared_in_the_file():
+    exp = experiment.load(CPU)
+    assert exp.primary_endpoint == experiment.PrimaryEndpoint("xitt.inter.multitask",
+                                                              "overall_gain")

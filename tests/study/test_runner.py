@@ -43,6 +43,8 @@ def exp(tmp_path_factory):
     path.write_text(f"include '{CPU}'\n"
                     "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}\n"
                     "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']\n"
+                    "experiment.study.primary_endpoint = "
+                    "{'condition': 'xitt.inter.qqp', 'measure': 'overall_gain'}\n"
                     "experiment.study.targets = ['xnli', 'xcopa', 'xquad', 'tatoeba']\n")
     return experiment.load(str(path))
 

@@ -72,6 +72,8 @@ def test_status_before_anything_ran(tmp_path, capsys):
 REDUCED = ("experiment.study.name = 'reduced'",
            "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}",
            "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']",
+             "experiment.study.primary_endpoint = "
+             "{'condition': 'xitt.inter.qqp', 'measure': 'overall_gain'}",
            "experiment.study.targets = ['xnli', 'xquad']",
            "experiment.study.languages = {'xnli': ['de', 'sw'], 'xquad': ['en', 'el']}",
            "experiment.study.intermediate_steps = 4",

@@ -82,6 +82,8 @@ def _arg(argv, flag):
 
 def test_cells_run_against_their_own_databases_and_land_in_the_studys(tmp_path):
     exp = _experiment(tmp_path, "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']",
+             "experiment.study.primary_endpoint = "
+             "{'condition': 'xitt.inter.qqp', 'measure': 'overall_gain'}",
                       "experiment.study.targets = ['xnli', 'xquad', 'tatoeba']")
     study_dir, local_db = tmp_path / "bucket" / "study", tmp_path / "here" / "results.sqlite"
     seen, fail = {}, {"tiny/s0/baseline/xquad"}
@@ -162,6 +164,8 @@ def test_run_cell_with_model_dirs_on_an_object_store_needs_its_own_database(tmp_
 def test_real_cells_through_the_executor_give_the_numbers_of_a_local_run(tmp_path):
     lines = ("experiment.study.name = 'tpu_path'",
              "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']",
+             "experiment.study.primary_endpoint = "
+             "{'condition': 'xitt.inter.qqp', 'measure': 'overall_gain'}",
              "experiment.study.targets = ['xnli']",
              "experiment.study.languages = {'xnli': ['de', 'sw']}",
              "experiment.study.intermediate_steps = 4",
@@ -234,6 +238,8 @@ class FakeGcloud(launch.Runner):
 
 def test_gcloud_cells_survive_a_preemption_and_record_once(tmp_path):
     exp = _experiment(tmp_path, "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']",
+             "experiment.study.primary_endpoint = "
+             "{'condition': 'xitt.inter.qqp', 'measure': 'overall_gain'}",
                       "experiment.study.targets = ['xnli']")
     study_dir, local_db = tmp_path / "study", tmp_path / "results.sqlite"
     cells = grid.build(exp, str(study_dir))
@@ -275,6 +281,8 @@ def test_the_command_runs_the_grid_and_study_status_reads_the_local_database(
         "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}",
         "experiment.study.size_gin_files = {'tiny': ['gin/tpu/mt5_base_v5e_2x2.gin']}",
         "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']",
+             "experiment.study.primary_endpoint = "
+             "{'condition': 'xitt.inter.qqp', 'measure': 'overall_gain'}",
         "experiment.study.targets = ['xnli']"]) + "\n")
 
     def fake_cell(argv):
