@@ -220,7 +220,8 @@ def published_table(db: ResultsDB, experiment: Any = None, *,
     published = load_published(path)
     rows = db.results()
     sizes = [s for s in SIZES if any(c.size.lower() == s for c in cells)]
-    targets = list(dict.fromkeys(c.target for c in cells if c.target is not None))
+    order = list(TARGET_METRICS)
+    targets = sorted({c.target for c in cells if c.target in TARGET_METRICS}, key=order.index)
     body, unpublished = [], []
     for target in targets:
         metric = HEADLINE_METRIC.get(target)
