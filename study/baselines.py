@@ -26,7 +26,7 @@ from study.db import CellRecord, ResultsDB
 PUBLISHED_FILE = pathlib.Path(__file__).parent / "data" / "published_baselines.tsv"
 COLUMNS = ("source", "size", "target", "metric", "value", "language_set", "split", "selection",
            "note")
-SOURCES = ("mt5_paper", "mt5_paper_earlier")
+SOURCES = ("mt5_paper", "mt5_paper_earlier", "xtreme_r_paper")
 HEADLINE_SOURCE = "mt5_paper"
 SIZES = tuple(MT5_PARAMS)  # small .. xxl, in parameter order
 ALL_SIZES = "all"
