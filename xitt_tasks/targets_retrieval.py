@@ -83,7 +83,14 @@ def read_squad_sentences(paths: Sequence[Path]) -> Iterator[dict[str, Any]]:
             continue
         sentence = _sentence_at(r["context"], r.get("sentence_breaks"), r["answer_starts"][0])
         yield {"query_id": r["id"], "query": r["question"], "candidate_id": r["id"],
-               "candidate": sentence, "gold_ids": [r["id"]]}
+               "candidate": lareqa_candidate(sentence, r["context"]), "gold_ids": [r["id"]]}
+
+
+def lareqa_candidate(sentence: str, paragraph: str) -> str:
+    """A LAReQA candidate as XTREME-R encodes it: the answer sentence, then its paragraph
+    (`third_party/processors/lareqa.py` encodes the pair `(sentence, paragraph)`; a text-to-text
+    encoder has no [SEP], so one space joins them and the sentence survives any truncation)."""
+    return f"{sentence} {paragraph}"
 
 
 def _xquad_r_sentences(path: Path, lang: str) -> tuple[list[dict[str, Any]], dict[str, str]]:
@@ -100,7 +107,7 @@ def _xquad_r_sentences(path: Path, lang: str) -> tuple[list[dict[str, Any]], dic
             for s, span in enumerate(breaks):
                 start, end = _span(span)
                 sentences.append({"id": f"{lang}:{p}:{s}", "text": r["context"][start:end],
-                                  "question": None})
+                                  "paragraph": r["context"], "question": None})
         p = paragraph_ids[r["context"]]
         for s, span in enumerate(r.get("sentence_breaks") or []):
             start, end = _span(span)
@@ -131,8 +138,9 @@ def lareqa_reader(lang: str) -> Any:
 def read_lareqa_candidates(paths: Sequence[Path]) -> Iterator[dict[str, Any]]:
     for lang, path in zip(languages.LAREQA, paths):
         for s in _xquad_r_sentences(path, lang)[0]:
-            yield {"query_id": s["id"], "query": s["text"], "candidate_id": s["id"],
-                   "candidate": s["text"], "gold_ids": [s["id"]]}
+            candidate = lareqa_candidate(s["text"], s["paragraph"])
+            yield {"query_id": s["id"], "query": candidate, "candidate_id": s["id"],
+                   "candidate": candidate, "gold_ids": [s["id"]]}
 
 
 def read_tatoeba(paths: Sequence[Path]) -> Iterator[dict[str, Any]]:
