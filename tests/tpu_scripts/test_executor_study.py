@@ -437,3 +437,31 @@ def test_the_command_runs_the_grid_and_study_status_reads_the_local_database(
     assert study_cli.main(["status", str(path), "--study_dir", str(local)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("3/3 done, 0 running, 0 failed"), out
+
+
+def test_the_dry_run_prints_the_plan_slices_created_against_cells_run(tmp_path, capsys):
+    path = tmp_path / "exp.gin"
+    path.write_text("\n".join([
+        "include 'gin/study/study_cpu.gin'",
+        "experiment.study.size_gin_files = {'tiny': ['gin/tpu/mt5_base_v5e_2x2.gin'], "
+        "'tiny2': ['gin/tpu/mt5_xxl_v5e_4x8.gin']}",
+        "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']",
+        "experiment.study.primary_endpoint = "
+        "{'condition': 'xitt.inter.qqp', 'measure': 'overall_gain'}",
+        "experiment.study.targets = ['xnli', 'xquad']"]) + "\n")
+    cells = grid.build(experiment.load(str(path)), "gs://b/s")
+    assert executor.main([str(path), "--study_dir", "gs://b/s", "--project", "p",
+                          "--workers", "2", "--dry_run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    creates = [line for line in out if " queued-resources create " in line]
+    starts = [shlex.split(line) for line in out if "nohup " in line]
+    assert sorted(_arg(s[-1].split("(nohup ")[1].split(), "--cell") for s in starts) == \
+        sorted(c.cell_id for c in cells)
+    assert len(creates) < len(cells) == 10
+    summary = out[out.index(next(line for line in out if line.startswith("plan: "))):]
+    assert summary[0] == (f"plan: {len(cells)} cells on 2 workers create {len(creates)} slices "
+                          f"(one slice per cell would create {len(cells)})")
+    rows = summary[1:-1]
+    assert len(rows) == len(creates)
+    assert sum(int(r.split(": ")[2].split()[0]) for r in rows) == len(cells)
+    assert not (REPO / "gs:").exists()  # a dry run writes nothing
