@@ -45,7 +45,6 @@ from typing import Any, Protocol
 
 from study import cell_db
 from study.db import ResultsDB
-from study.grid import check_order
 from tpu_scripts import configs, gcloud, launch, topology
 
 
@@ -253,20 +252,6 @@ class GcloudExecutor:
 
 
 # ------------------------------------------------------------------------------ grid
-
-def submit(cells: Sequence[CellLike], executor: Any) -> dict[str, Outcome]:
-    """Run every cell in order; a cell whose dependency failed is skipped, not run."""
-    check_order(cells)
-    outcomes: dict[str, Outcome] = {}
-    for cell in cells:
-        failed = [d for d in cell.deps if not outcomes[d].ok]
-        if failed:
-            outcomes[cell.cell_id] = Outcome(False, f"skipped: dependency {failed[0]} failed")
-            continue
-        outcomes[cell.cell_id] = executor.run(cell)
-    executor.close()
-    return outcomes
-
 
 def placements_for(sizes: Iterable[str], size_configs: Mapping[str, str], project: str,
                    zone: str | None, spot: bool) -> dict[str, Placement]:

@@ -33,10 +33,12 @@ class Plan:
     workers: int
     cells: int
     slices: list[SliceUse]
+    not_run: int = 0    # cells whose dependency failed
 
     def summary(self) -> str:
         lines = [f"plan: {self.cells} cells on {self.workers} workers create "
-                 f"{len(self.slices)} slices (one slice per cell would create {self.cells})"]
+                 f"{len(self.slices)} slices (one slice per cell would create {self.cells})"
+                 + (f"; {self.not_run} not run: a dependency failed" if self.not_run else "")]
         for use in self.slices:
             lines.append(f"  worker {use.worker}: {use.slice}: {len(use.cells)} cells "
                          f"({use.cells[0]} .. {use.cells[-1]})")
@@ -117,4 +119,5 @@ def simulate(cells: Sequence[Any], pool: Sequence[Any],
         free.append(ex)
     for ex in pool:
         ex.close()
-    return Plan(len(pool), len(cells), slices)
+    ran = sum(len(use.cells) for use in slices)
+    return Plan(len(pool), len(cells), slices, len(cells) - ran)

@@ -171,31 +171,34 @@ def test_skypilot_jobs_dry_run_prints_task_files_and_launch_commands(tmp_path):
     assert not (tmp_path / "tasks").exists()  # a dry run writes nothing
 
 
-def test_out_of_order_or_repeated_cells_are_refused():
+def test_the_plan_refuses_cells_out_of_order_or_repeated():
     cells = two_size_grid()
+    runner = launch.Runner(dry_run=True, out=io.StringIO())
+    ex = executor.GcloudExecutor(placements(), "r", "main", runner=runner)
     with pytest.raises(ValueError, match="comes before its dependencies"):
-        executor.check_order([cells[1], cells[0]])
+        plan.simulate([cells[1], cells[0]], [ex])
     with pytest.raises(ValueError, match="given twice"):
-        executor.check_order([cells[0], cells[0]])
+        plan.simulate([cells[0], cells[0]], [ex])
 
 
-def test_a_failed_dependency_skips_its_dependents():
+def test_in_the_plan_a_failed_dependency_skips_its_dependents():
     class Failing:
         def __init__(self):
             self.ran = []
 
         def run(self, cell):
             self.ran.append(cell.cell_id)
-            return executor.Outcome(not cell.cell_id.startswith("base/s0/mnli") or
-                                    cell.kind != "intermediate", "boom")
+            return executor.Outcome(cell.cell_id != "base/s0/mnli", "boom")
 
         def close(self):
             pass
 
     ex = Failing()
-    outcomes = executor.submit(two_size_grid(), ex)
+    the_plan = plan.simulate(two_size_grid(), [ex])
     assert ex.ran == ["base/s0/mnli", "xxl/s0/mnli", "xxl/s0/mnli/xnli", "xxl/s0/mnli/xquad"]
-    assert outcomes["base/s0/mnli/xnli"].error == "skipped: dependency base/s0/mnli failed"
+    assert (the_plan.cells, the_plan.not_run, len(the_plan.slices)) == (6, 2, 4)
+    assert the_plan.summary().startswith("plan: 6 cells on 1 workers create 4 slices (one "
+                                         "slice per cell would create 6); 2 not run")
 
 
 def test_hostile_cell_ids_give_valid_names_and_inert_task_files():
