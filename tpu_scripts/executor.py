@@ -208,8 +208,12 @@ class GcloudExecutor:
                                 p.project, p.zone, spot=p.spot, queued=True)
         self._say(f"create and set up slice {spec.name} ({p.slice.name})")
         self.placement, self.spec = p, spec  # before booking: a failure deletes what was made
+        left = not self.runner.dry_run and launch.node_state(self.runner, spec) == "READY"
         launch.do_create(self.runner, spec)
         launch.do_setup(self.runner, spec, self.repo, self.ref)
+        if left:  # a killed coordinator's: the cell it was running must not hold the TPU
+            self._say(f"{spec.name} was left by an earlier run; stopping its cells")
+            self.runner.run(gcloud.ssh_all(spec, gcloud.stop_cells()), check=False)
         return spec
 
     def release(self) -> None:

@@ -227,6 +227,8 @@ class FakeGcloud(launch.Runner):
             node, command = argv[argv.index("ssh") + 1], argv[-1].removeprefix("--command=")
             if "git clone" in command:
                 self.log.append(("setup", node))
+            elif command.startswith("pkill "):
+                self.log.append(("stop cells", node))
             elif "nohup " in command:  # the cell, started on every host
                 job = shlex.split(command.split("(nohup ", 1)[1].split("; echo xitt-exit")[0])
                 self.starts.append((node, job))
@@ -465,3 +467,21 @@ def test_the_dry_run_prints_the_plan_slices_created_against_cells_run(tmp_path, 
     assert len(rows) == len(creates)
     assert sum(int(r.split(": ")[2].split()[0]) for r in rows) == len(cells)
     assert not (REPO / "gs:").exists()  # a dry run writes nothing
+
+
+def test_a_slice_left_by_a_killed_coordinator_is_taken_over_with_its_cells_stopped(tmp_path):
+    _, place = _two_slice_study(tmp_path)
+    study_dir, local_db = tmp_path / "study", tmp_path / "results.sqlite"
+    exp = _experiment(tmp_path, "experiment.study.conditions = ['baseline']",
+                      "experiment.study.targets = ['xnli']")
+    gcloud = FakeGcloud(_recording_cell(study_dir, {}))
+    node = executor.worker_node_name(str(study_dir), 0, place["tiny"])
+    gcloud.nodes[node] = "READY"  # still up from the earlier run
+    ex = executor.GcloudExecutor(place, "https://example/x.git", "main", runner=gcloud,
+                                 databases=executor.CellDatabases(local_db, str(study_dir)),
+                                 label=str(study_dir), poll_s=0.0, sleep=lambda s: None)
+    with ResultsDB(local_db) as db:
+        summary = runner.run(exp, str(study_dir), ex, db=db, progress=Quiet(1))
+    assert list(summary.done) == ["tiny/s0/baseline/xnli"]
+    assert gcloud.log == [("setup", node), ("stop cells", node),
+                          ("start", node, "tiny/s0/baseline/xnli"), ("delete", node)]
