@@ -212,7 +212,11 @@ class SkyClusterExecutor(_Sky):
         cluster = worker_node_name(self.label, self.worker, p)
         self._say(f"launch and set up cluster {cluster} ({p.slice.name})")
         self.placement, self.cluster = p, cluster  # before launching: a failure takes it down
+        left = not self.runner.dry_run and self._state(cluster) == "UP"
         self._launch(p, cluster)
+        if left:  # a killed coordinator's: its jobs would hold the TPU ahead of ours
+            self._say(f"{cluster} was left by an earlier run; cancelling its jobs")
+            self.runner.run(["sky", "cancel", "--yes", "--all", cluster], check=False)
         return cluster
 
     def release(self) -> None:

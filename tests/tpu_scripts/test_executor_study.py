@@ -377,6 +377,8 @@ class FakeSkyClusters(launch.Runner):
             return "ID  NAME  SUBMITTED  STARTED  DURATION  RESOURCES  STATUS  LOG\n" + "\n".join(
                 f"{i}  {j}  1 min ago  1 min ago  1m  1x[tpu-v5litepod-4]  {s}  ~/sky_logs/x"
                 for i, (j, s) in enumerate(jobs.items(), 1))
+        elif argv[:2] == ["sky", "cancel"]:
+            self.log.append(("cancel", argv[-1]))
         elif argv[:2] == ["sky", "down"]:
             self.log.append(("down", argv[-1]))
             self.clusters.pop(argv[-1], None)
@@ -408,6 +410,15 @@ def test_a_skypilot_worker_keeps_its_cluster_and_relaunches_it_after_a_preemptio
         ("exec", big, "tiny2/s0/qqp/xnli"), ("down", big)], sky.log
     assert seen["tiny/s0/qqp/xnli"] == {"tiny/s0/qqp": "done"}
     assert sky.clusters == {}
+    # a cluster left UP by a killed coordinator: taken over, its jobs cancelled first
+    sky.clusters[small], sky.log[:] = ("UP", {}), []
+    ex2 = skypilot.SkyClusterExecutor(place, tmp_path / "tasks", runner=sky, databases=dbs,
+                                      label=str(study_dir), poll_s=0.0, sleep=lambda s: None)
+    cell = next(c for c in cells if c.cell_id == "tiny/s0/baseline/xnli")
+    assert ex2.run(cell).ok
+    ex2.close()
+    assert sky.log == [("launch", small), ("cancel", small), ("exec", small, cell.cell_id),
+                       ("down", small)]
 
 
 def test_the_command_runs_the_grid_and_study_status_reads_the_local_database(
