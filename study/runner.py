@@ -5,7 +5,9 @@ skipped; a cell left 'running' by a killed run is set back to pending and rerun,
 trainer resumes it from its last checkpoint in its model directory; a failed cell is recorded
 with its error and its dependents are blocked, while independent cells go on. Failed cells are
 retried on the next run. `--workers N` runs up to N ready cells side by side (one local worker
-process each); the toy study on 2 cores runs two.
+process each); the toy study on 2 cores runs two. An executor that keeps a TPU slice between
+cells gets only cells of that slice type and gives it back when none is ready
+(`study.executors.assign`).
 """
 from __future__ import annotations
 
