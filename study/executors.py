@@ -2,8 +2,10 @@
 
 The runner hands an executor one cell at a time, in dependency order (attributes of
 `study.grid.Cell`: cell_id, kind, size, seed, deps, command, model_dir); `run(cell)` returns an
-`Outcome` once the cell has finished. The TPU executor (scale-out) implements the same two
-methods.
+`Outcome` once the cell has finished. The TPU executors (scale-out) implement the same two
+methods, and hold a machine between cells (`SliceHolder`): the runner then hands each only
+cells of the slice type it holds (`assign`) and has it give the slice back when no ready cell
+fits it.
 
 `LocalExecutor` (default) keeps one long-lived worker process (`python -m study worker`) that
 runs cells one at a time in-process, so a cell costs its compile and steps, not an interpreter
@@ -18,7 +20,8 @@ import os
 import subprocess
 import sys
 import time
-from typing import IO, Protocol
+from collections.abc import Hashable, Sequence
+from typing import IO, Any, Protocol
 
 from study import grid
 from study.grid import Cell
@@ -33,6 +36,54 @@ class Outcome:
 class Executor(Protocol):
     def run(self, cell: Cell) -> Outcome: ...
     def close(self) -> None: ...
+
+
+class SliceHolder(Executor, Protocol):
+    """An executor that keeps its machine (a TPU slice) from one cell to the next, so setup and
+    a warm compilation cache are paid once per slice, not once per cell."""
+
+    @property
+    def holds(self) -> Hashable | None: ...          # the slice type held now; None: none
+    def slice_of(self, cell: Cell) -> Hashable: ...   # the slice type the cell runs on
+    def release(self) -> None: ...  # give it back; holds None after, even if that failed
+
+
+def holds(ex: Any) -> Hashable | None:
+    """The slice type `ex` holds (None for executors that hold none, e.g. the local ones)."""
+    return getattr(ex, "holds", None)
+
+
+def assign(free: Sequence[Any], ready: Sequence[Cell], seen: dict[int, set] | None = None,
+           ) -> tuple[list[tuple[Any, Cell]], list[Any]]:
+    """Which free executor runs which ready cell, and which give their slice back.
+
+    An executor holding a slice takes only a ready cell of that slice type; with none to take
+    it releases the slice (an idle slice costs as much as a busy one) and, once released, takes
+    any cell. Executors holding nothing take the ready cells left, in dependency order. `seen`
+    (executor id -> evaluation targets it has run) prefers a cell whose target the executor
+    knows: a worker keeps the evaluation data it has read.
+    """
+    left, pairs, releases = list(ready), [], []
+
+    def pick(ex: Any, options: list[Cell]) -> Cell:
+        known = seen.get(id(ex), set()) if seen is not None else set()
+        cell = next((c for c in options if getattr(c, "target", None) in known), options[0])
+        left.remove(cell)
+        return cell
+
+    for ex in free:
+        held = holds(ex)
+        if held is None:
+            continue
+        fits = [c for c in left if ex.slice_of(c) == held]
+        if fits:
+            pairs.append((ex, pick(ex, fits)))
+        else:
+            releases.append(ex)
+    for ex in free:
+        if holds(ex) is None and left:
+            pairs.append((ex, pick(ex, left)))
+    return pairs, releases
 
 
 def _env() -> dict[str, str]:

@@ -5,7 +5,9 @@ skipped; a cell left 'running' by a killed run is set back to pending and rerun,
 trainer resumes it from its last checkpoint in its model directory; a failed cell is recorded
 with its error and its dependents are blocked, while independent cells go on. Failed cells are
 retried on the next run. `--workers N` runs up to N ready cells side by side (one local worker
-process each); the toy study on 2 cores runs two.
+process each); the toy study on 2 cores runs two. An executor that keeps a TPU slice between
+cells gets only cells of that slice type and gives it back when none is ready
+(`study.executors.assign`).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from study import grid, status
+from study import executors, grid, status
 from study.executors import Executor, Outcome
 from study.experiment import Experiment
 
@@ -60,11 +62,13 @@ def materialize(exp: Experiment, cells: list[grid.Cell], db) -> None:
             db.mark_pending(c.cell_id)
 
 
-def _call(executor: Executor, cell: grid.Cell) -> Future:
-    """Run a cell in the calling thread (one executor: no threads, as a plain loop would)."""
+def _call(executor: Executor, cell: grid.Cell | None) -> Future:
+    """Run a cell (None: release the executor's slice) in the calling thread (one executor:
+    no threads, as a plain loop would)."""
     future: Future = Future()
     try:
-        future.set_result(executor.run(cell))
+        future.set_result(executor.run(cell) if cell is not None
+                          else executor.release())  # type: ignore[attr-defined]
     except Exception as e:  # noqa: BLE001 - recorded as the cell's failure
         future.set_exception(e)
     return future
@@ -92,7 +96,7 @@ def run(exp: Experiment, study_dir: str, executor: Executor | Sequence[Executor]
         todo = [c for c in cells if c.cell_id not in done]
         failed: set[str] = set()
         free = list(pool)
-        running: dict[Future, tuple[grid.Cell, Executor]] = {}
+        running: dict[Future, tuple[grid.Cell | None, Executor]] = {}
         seen: dict[int, set[str]] = {id(ex): set() for ex in pool}  # targets each has run
         while True:
             records = {r.cell_id: r for r in db.cells()}
@@ -103,16 +107,18 @@ def run(exp: Experiment, study_dir: str, executor: Executor | Sequence[Executor]
                     todo.remove(c)
                 elif all(getattr(records.get(d), "status", "") == "done" for d in c.deps):
                     ready.append(c)
-            while free and ready:
-                ex = free.pop(0)
-                # A worker keeps the evaluation data it has read: with several, give each a
-                # target it knows (one executor runs in dependency order).
-                c = next((c for c in ready if c.target in seen[id(ex)]),
-                         ready[0]) if len(pool) > 1 else ready[0]
-                ready.remove(c)
+            # Slice holders get cells of their slice type or give the slice back; with several
+            # executors each prefers a target it knows (one runs in dependency order).
+            pairs, releases = executors.assign(free, ready, seen if len(pool) > 1 else None)
+            for ex in releases:
+                free.remove(ex)
+                running[threads.submit(ex.release) if threads is not None
+                        else _call(ex, None)] = (None, ex)
+            for ex, c in pairs:
+                free.remove(ex)
                 todo.remove(c)
                 seen[id(ex)].add(c.target)
-                current = [r.cell_id for r, _ in running.values()] + [c.cell_id]
+                current = [r.cell_id for r, _ in running.values() if r] + [c.cell_id]
                 _show(progress, cells, db, current, len(pool))
                 future = (threads.submit(ex.run, c) if threads is not None else _call(ex, c))
                 running[future] = (c, ex)
@@ -122,6 +128,11 @@ def run(exp: Experiment, study_dir: str, executor: Executor | Sequence[Executor]
             for future in finished:
                 c, ex = running.pop(future)
                 free.append(ex)
+                if c is None:  # a slice given back
+                    if future.exception() is not None:
+                        print(f"warning: giving a slice back failed: "
+                              f"{cell_mod.one_line(future.exception())}", file=sys.stderr)
+                    continue
                 try:
                     outcome: Outcome = future.result()
                 except Exception as e:  # noqa: BLE001 - the executor itself failed

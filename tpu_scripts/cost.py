@@ -14,6 +14,13 @@ towers plus the in-batch scores). The MFU you assume absorbs rematerialisation, 
 and communication; the fit table (docs/tpu_fit.md) gives each config's MFU bound. Chip-hours
 do not depend on the slice size (a bigger slice finishes sooner on more chips). Evaluation
 (decoding every language) is not included. Money = chip-hours x --price_per_chip_hour.
+
+Provisioning and setup are counted per slice created (`setup_costs`): each costs
+`--provision_minutes` (the node booting once capacity is granted) + `--setup_minutes` (clone and
+pip install on every host) on every chip of its slice, both assumed, not measured; time waiting
+in the queue is not billed, and each preemption adds a slice not counted here. How many slices
+are created is the executor's plan (tpu_scripts/plan.py) with `--workers` workers that keep
+their slice, next to one slice per cell.
 """
 from __future__ import annotations
 
@@ -108,6 +115,61 @@ def report(costs: Sequence[CellCost], chip: topology.Chip, mfu: float,
     return "\n".join(lines)
 
 
+SETUP_ASSUMPTION = ("per slice created: {p:g} min provisioning + {s:g} min setup (assumed), "
+                    "billed on every chip of the slice; queue wait not billed; each "
+                    "preemption adds a slice, not counted")
+
+
+@dataclasses.dataclass(frozen=True)
+class SetupCost:
+    slices: int
+    chip_hours: float
+
+
+def setup_costs(paths: Sequence[str], workers: int, minutes: float,
+                ) -> tuple[SetupCost, SetupCost, list[str]]:
+    """Provisioning + setup of the slices the experiments' plans create with `workers` workers
+    that keep their slice, and with one slice per cell; plus the sizes left out (no gin/tpu
+    file, so no slice)."""
+    from study import experiment, grid
+    from tpu_scripts import executor, plan
+
+    kept = per_cell = 0.0
+    n_kept = n_cells = 0
+    skipped: list[str] = []
+    for path in paths:
+        exp = experiment.load(path, check_files=False)
+        slices = {}
+        for size in exp.sizes:
+            tpu = [f for f in size.gin_files if f.startswith("gin/tpu/")]
+            if tpu:
+                slices[size.name] = executor.Placement.for_config(tpu[0], "cost").slice
+            else:
+                skipped.append(f"{path}: {size.name}")
+        cells = [c for c in grid.build(exp, "/tmp/xitt-cost-study") if c.size in slices]
+        chips = {s.name: s.num_chips for s in slices.values()}
+        pool = [plan.PlanWorker({n: s.name for n, s in slices.items()})
+                for _ in range(workers)]
+        for use in plan.simulate(cells, pool).slices:
+            kept += chips[use.slice] * minutes / 60
+            n_kept += 1
+        for c in cells:
+            per_cell += slices[c.size].num_chips * minutes / 60
+            n_cells += 1
+    return SetupCost(n_kept, kept), SetupCost(n_cells, per_cell), skipped
+
+
+def setup_report(kept: SetupCost, per_cell: SetupCost, workers: int, provision: float,
+                 setup: float, price: float | None) -> str:
+    money = (lambda h: f", {h * price:,.0f} money") if price else (lambda h: "")
+    return "\n".join([
+        "provisioning + setup: " + SETUP_ASSUMPTION.format(p=provision, s=setup),
+        f"  workers keep their slice (--workers {workers}): {kept.slices:,} slices, "
+        f"{kept.chip_hours:,.1f} chip-hours" + money(kept.chip_hours),
+        f"  one slice per cell: {per_cell.slices:,} slices, {per_cell.chip_hours:,.1f} "
+        "chip-hours" + money(per_cell.chip_hours)])
+
+
 def cells_from_experiment(path: str) -> tuple[list[TrainCell], dict[str, Any]]:
     """The experiment's training cells and each size's MT5Config (via study.grid)."""
     from study import experiment, grid
@@ -141,6 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--price_per_chip_hour", type=float, default=None)
     parser.add_argument("--generation", choices=sorted(topology.CHIPS), default="v5e")
     parser.add_argument("--cells", action="store_true", help="one line per cell")
+    parser.add_argument("--workers", type=int, default=16,
+                        help="TPU workers, each keeping its slice (tpu_scripts.executor)")
+    parser.add_argument("--provision_minutes", type=float, default=5.0,
+                        help="assumed per slice created: booting once capacity is granted")
+    parser.add_argument("--setup_minutes", type=float, default=5.0,
+                        help="assumed per slice created: clone and pip install")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from eval.quiet import quiet_imports
 
@@ -155,6 +223,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         chip = topology.CHIPS[args.generation]
         costs = cost_cells(cells, configs, chip, args.mfu)
         print(report(costs, chip, args.mfu, args.price_per_chip_hour, args.cells))
+        if args.workers < 1:
+            raise ValueError(f"--workers {args.workers}: expected at least 1")
+        kept, per_cell, skipped = setup_costs(args.experiment, args.workers,
+                                              args.provision_minutes + args.setup_minutes)
+        print(setup_report(kept, per_cell, args.workers, args.provision_minutes,
+                           args.setup_minutes, args.price_per_chip_hour))
+        if skipped:
+            print(f"  (no gin/tpu slice, left out: {', '.join(skipped)})")
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

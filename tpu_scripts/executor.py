@@ -1,37 +1,42 @@
-"""TPU executors for the study: hand each cell to an existing job system, not a scheduler of ours.
+"""TPU executors for the study: workers that keep a slice, booked through an existing job system.
 
     python -m tpu_scripts.executor gin/study/study_xxl.gin --study_dir gs://B/study \
-        --project P --backend gcloud|skypilot --workers 16 [--local_dir DIR] [--dry_run]
+        --project P --backend gcloud|skypilot|skypilot-jobs --workers 16 [--local_dir DIR] \
+        [--dry_run]
 
-The study runner (study/runner.py, as `python -m study run` uses it) starts a cell once its
-dependencies are done and one of `--workers` executors is free; each executor runs one cell at
-a time (attributes `cell_id`, `kind`, `size`, `seed`, `deps`, `command` = `python -m study
-run-cell ...`, `model_dir`) and returns once it has ended. Model directories live under the
-shared `--study_dir` (gs://). The study's results database stays on this machine
-(`--local_dir`): each cell gets its own database next to its model directory, seeded with its
-dependencies' records, and imported back when its job ends (`CellDatabases`, study/cell_db.py),
-so `python -m study status EXPERIMENT --study_dir LOCAL_DIR` and `python -m study report
---study_dir LOCAL_DIR` work as for a local study, and a rerun skips the cells already done.
+The study runner (study/runner.py, as `python -m study run` uses it) hands each of `--workers`
+executors one ready cell at a time (attributes `cell_id`, `kind`, `size`, `seed`, `deps`,
+`command` = `python -m study run-cell ...`, `model_dir`). An executor is a worker that keeps its
+slice: it books one (the slice type of the cell's size, from its gin/tpu config), sets it up
+once (clone, pip install), then runs cell after cell on it; the runner gives it only cells of
+the slice type it holds and has it give the slice back when no ready cell fits
+(study.executors.assign). Model directories and JAX's compilation cache live under the shared
+`--study_dir` (gs://). The study's results database stays on this machine (`--local_dir`): each
+cell gets its own database next to its model directory, seeded with its dependencies' records,
+and imported back when its job ends (`CellDatabases`, study/cell_db.py), so `python -m study
+status/report --study_dir LOCAL_DIR` work as for a local study, and a rerun skips the cells
+already done.
 
-- `GcloudExecutor` (no extra dependency): per cell, a TPU VM slice of the size's shipped config
-  (gin/tpu), booked through a queued resource (spot when asked), set up idempotently, the
-  cell's command started on every host, watched, recreated and restarted after a preemption
-  (the cell resumes from its model directory), then deleted.
-- `SkyPilotExecutor` (optional: SkyPilot is not a dependency; install it yourself to submit):
-  per cell a task YAML and `sky jobs launch`; managed jobs recover preempted TPU slices and
-  restart the command, which resumes from its model directory.
+- `GcloudExecutor` (no extra dependency): a TPU VM slice booked through a queued resource (spot
+  when asked), set up once, each cell started on every host and watched; a preempted slice is
+  recreated and set up again and the cell it was running restarted (it resumes from its model
+  directory); deleted when released.
+- `skypilot.SkyClusterExecutor` (`--backend skypilot`; SkyPilot is optional, not a dependency):
+  the same worker as a SkyPilot cluster, `sky launch` once, `sky exec` per cell, relaunched by
+  us after a preemption, `sky down` when released.
+- `skypilot.SkyPilotExecutor` (`--backend skypilot-jobs`): a managed job per cell (SkyPilot
+  provisions, recovers and tears down a slice for every cell: no slice is kept).
 
-`--dry_run` prints the task files and commands the grid would submit, every cell once, in
-dependency order, and books, writes and runs nothing.
+`--dry_run` prints the plan (tpu_scripts/plan.py): the commands every worker would run, cells
+in dependency order, and how many slices are created for how many cells; it books, writes and
+runs nothing.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import re
-import shlex
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,7 +45,6 @@ from typing import Any, Protocol
 
 from study import cell_db
 from study.db import ResultsDB
-from study.grid import check_order
 from tpu_scripts import configs, gcloud, launch, topology
 
 
@@ -81,6 +85,12 @@ class Placement:
         slice_ = topology.Slice.parse(slice_name)
         return cls(path, slice_, project, zone or slice_.chip.default_zone, spot)
 
+    @property
+    def key(self) -> str:
+        """The slice type a worker holds: cells of equal keys run on one slice, whatever their
+        size (the slice is set up for the repository, not for a model)."""
+        return f"{self.slice.name} {self.project}/{self.zone}{' spot' if self.spot else ''}"
+
 
 def _slice_macro(path: Path) -> str:
     """TPU_SLICE of a gin/tpu file, read as text (no gin, no JAX needed for a dry run)."""
@@ -97,6 +107,16 @@ def node_name(cell_id: str) -> str:
     digest = hashlib.sha256(cell_id.encode()).hexdigest()[:8]
     base = re.sub(r"[^a-z0-9]+", "-", cell_id.lower()).strip("-")[:40].strip("-")
     return gcloud.check_tpu_name(f"xitt-{base}-{digest}" if base else f"xitt-{digest}")
+
+
+def worker_node_name(label: str, worker: int, placement: Placement) -> str:
+    """A worker's slice name: stable for (study, worker, slice type), so a rerun takes over a
+    slice a killed coordinator left (create is idempotent) instead of leaking it."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{label}|{worker}|{placement.key}".encode()).hexdigest()[:8]
+    kind = re.sub(r"[^a-z0-9]+", "-", placement.slice.name.lower()).strip("-")
+    return gcloud.check_tpu_name(f"xitt-w{int(worker)}-{kind}-{digest}")
 
 
 def remote_argv(command: Sequence[str]) -> list[str]:
@@ -142,7 +162,7 @@ class CellDatabases:
         return Outcome(False, f"{failure}; {state}" if failure else state)
 
 
-def _databases(dbs: CellDatabases | None, runner: launch.Runner) -> CellDatabases | None:
+def require_databases(dbs: CellDatabases | None, runner: launch.Runner) -> CellDatabases | None:
     if dbs is None and not runner.dry_run:
         raise ValueError("a TPU executor that runs cells needs CellDatabases (the study's "
                          "database and where each cell's own lives)")
@@ -152,173 +172,124 @@ def _databases(dbs: CellDatabases | None, runner: launch.Runner) -> CellDatabase
 # ------------------------------------------------------------------------------ gcloud
 
 class GcloudExecutor:
-    """One slice per cell, booked, set up, run, watched and deleted with gcloud."""
+    """A worker holding one TPU slice at a time, booked, set up, watched and deleted with
+    gcloud; cell after cell runs on it (study.executors.SliceHolder)."""
 
     def __init__(self, placements: Mapping[str, Placement], repo: str, ref: str, *,
-                 runner: launch.Runner, databases: CellDatabases | None = None,
-                 poll_s: float = 300.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 runner: launch.Runner, databases: CellDatabases | None = None, worker: int = 0,
+                 label: str = "", poll_s: float = 300.0,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.placements, self.repo, self.ref = dict(placements), repo, ref
         self.runner, self.poll_s, self.sleep = runner, poll_s, sleep
-        self.databases = _databases(databases, runner)
+        self.worker, self.label = worker, label
+        self.databases = require_databases(databases, runner)
+        self.placement: Placement | None = None
+        self.spec: gcloud.SliceSpec | None = None
 
-    def spec(self, cell: CellLike) -> gcloud.SliceSpec:
+    def placement_of(self, cell: CellLike) -> Placement:
         if cell.size not in self.placements:
             raise ValueError(f"cell {cell.cell_id}: no TPU placement for size {cell.size!r} "
                              f"(have {sorted(self.placements)})")
-        p = self.placements[cell.size]
-        return gcloud.SliceSpec(node_name(cell.cell_id), p.slice, p.project, p.zone,
-                                spot=p.spot, queued=True)
+        return self.placements[cell.size]
+
+    @property
+    def holds(self) -> str | None:
+        return None if self.placement is None else self.placement.key
+
+    def slice_of(self, cell: CellLike) -> str:
+        return self.placement_of(cell).key
+
+    def _say(self, text: str) -> None:
+        print(f"# worker {self.worker}: {text}",
+              file=self.runner.out if self.runner.dry_run else sys.stderr, flush=True)
+
+    def _acquire(self, p: Placement) -> gcloud.SliceSpec:
+        spec = gcloud.SliceSpec(worker_node_name(self.label, self.worker, p), p.slice,
+                                p.project, p.zone, spot=p.spot, queued=True)
+        self._say(f"create and set up slice {spec.name} ({p.slice.name})")
+        self.placement, self.spec = p, spec  # before booking: a failure deletes what was made
+        left = not self.runner.dry_run and launch.node_state(self.runner, spec) == "READY"
+        launch.do_create(self.runner, spec)
+        launch.do_setup(self.runner, spec, self.repo, self.ref)
+        if left:  # a killed coordinator's: the cell it was running must not hold the TPU
+            self._say(f"{spec.name} was left by an earlier run; stopping its cells")
+            self.runner.run(gcloud.ssh_all(spec, gcloud.stop_cells()), check=False)
+        return spec
+
+    def release(self) -> None:
+        spec, self.placement, self.spec = self.spec, None, None
+        if spec is not None:
+            self._say(f"release slice {spec.name}")
+            self.runner.run(gcloud.delete(spec), check=False)
 
     def run(self, cell: CellLike) -> Outcome:
-        spec = self.spec(cell)
+        p = self.placement_of(cell)
+        if self.placement is not None and self.placement.key != p.key:
+            self.release()  # the runner never asks this (study.executors.assign); a caller might
         dbs = self.databases
         argv = remote_argv(cell.command if dbs is None else dbs.command(cell))
         log = node_name(cell.cell_id)
         if self.runner.dry_run:
-            print(f"# cell {cell.cell_id} ({cell.kind}, {cell.size}, seed {cell.seed}) on "
-                  f"{spec.slice.name}" + (f"; after {', '.join(cell.deps)}" if cell.deps
-                                          else ""), file=self.runner.out)
+            self._say(f"cell {cell.cell_id} ({cell.kind}, {cell.size}, seed {cell.seed}) on "
+                      f"{p.slice.name}" + (f"; after {', '.join(cell.deps)}" if cell.deps
+                                           else ""))
         failure = None
         try:
             if dbs is not None and not self.runner.dry_run:
                 dbs.seed(cell)
-            launch.do_create(self.runner, spec)
-            launch.do_setup(self.runner, spec, self.repo, self.ref)
+            spec = self.spec or self._acquire(p)
             launch.do_train(self.runner, spec, argv, log)
             status = (0 if self.runner.dry_run else
                       launch.do_watch(self.runner, spec, argv, log, self.repo, self.ref,
                                       self.poll_s, self.sleep))
             if status != 0:
-                failure = f"exit status {status}; log ~/xitt-logs/{log}.log"
+                failure = f"exit status {status}; log ~/xitt-logs/{log}.log on {spec.name}"
         except (RuntimeError, OSError) as err:
             failure = str(err).splitlines()[0]
-        finally:
-            self.runner.run(gcloud.delete(spec), check=False)
+            self.release()  # the slice's state is unknown: the next cell gets a fresh one
         if dbs is None or self.runner.dry_run:
             return Outcome(failure is None, failure)
         return dbs.collect(cell, failure)
 
     def close(self) -> None:
-        pass
-
-
-# ------------------------------------------------------------------------------ SkyPilot
-
-def _q(text: str) -> str:
-    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
-    return json.dumps(text, ensure_ascii=False)
-
-
-def skypilot_task(cell: CellLike, placement: Placement,
-                  command: Sequence[str] | None = None) -> str:
-    """The SkyPilot task YAML of one cell (a managed job on a TPU VM slice); `command`
-    defaults to the cell's own."""
-    s = placement.slice
-    setup = ("(test -x ~/xitt-venv/bin/python || python3 -m venv ~/xitt-venv) && "
-             "~/xitt-venv/bin/pip install -q -c constraints.txt -e '.[tpu]'")
-    # SkyPilot runs `run` in the synced workdir (~/sky_workdir) on every host of the slice.
-    run = shlex.join(remote_argv(cell.command if command is None else command))
-    envs = ([f"envs:\n  {launch.DISTRIBUTED_ENV}: \"1\"  # one process per host: "
-             "jax.distributed.initialize()"] if s.num_hosts > 1 else [])
-    return "\n".join([
-        f"name: {_q(node_name(cell.cell_id))}",
-        f"# cell {json.dumps(cell.cell_id)} ({cell.kind}, {cell.size}, seed {cell.seed}); "
-        f"deps: {json.dumps(list(cell.deps))}",
-        "resources:",
-        f"  accelerators: {_q('tpu-' + s.accelerator_type)}",
-        "  accelerator_args:",
-        f"    runtime_version: {_q(s.chip.runtime_version)}",
-        f"  use_spot: {'true' if placement.spot else 'false'}",
-        "  cloud: gcp",
-        f"  zone: {_q(placement.zone)}",
-        "num_nodes: 1  # a TPU pod slice is one node; run executes on every host",
-        "workdir: .",
-        *envs,
-        f"setup: {_q(setup)}",
-        f"run: {_q(run)}",
-        "",
-    ])
-
-
-class SkyPilotExecutor:
-    """Each cell as a SkyPilot managed job (`sky jobs launch`), waited for until it ends; run
-    several (the study runner's workers) for jobs side by side."""
-
-    def __init__(self, placements: Mapping[str, Placement], task_dir: str | Path, *,
-                 runner: launch.Runner, databases: CellDatabases | None = None,
-                 poll_s: float = 120.0, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.placements, self.task_dir = dict(placements), Path(task_dir)
-        self.runner, self.poll_s, self.sleep = runner, poll_s, sleep
-        self.databases = _databases(databases, runner)
-
-    def task_file(self, cell: CellLike) -> Path:
-        return self.task_dir / f"{node_name(cell.cell_id)}.yaml"
-
-    def run(self, cell: CellLike) -> Outcome:
-        if cell.size not in self.placements:
-            return Outcome(False, f"no TPU placement for size {cell.size!r}")
-        dbs = self.databases
-        text = skypilot_task(cell, self.placements[cell.size],
-                             None if dbs is None else dbs.command(cell))
-        path = self.task_file(cell)
-        name = node_name(cell.cell_id)
-        argv = ["sky", "jobs", "launch", "--name", name, "--yes", "--detach-run", str(path)]
-        if self.runner.dry_run:
-            print(f"# --- {path}", file=self.runner.out)
-            print(text, end="", file=self.runner.out)
-            self.runner.run(argv)
-            return Outcome(True)
-        try:
-            if dbs is not None:
-                dbs.seed(cell)
-            self.task_dir.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".yaml.tmp")
-            tmp.write_text(text)
-            tmp.replace(path)
-            self.runner.run(argv)
-            outcome = self._wait(name)
-        except (RuntimeError, OSError) as err:
-            outcome = Outcome(False, str(err).splitlines()[0])
-        return outcome if dbs is None else dbs.collect(cell, outcome.error)
-
-    def _wait(self, name: str) -> Outcome:
-        while True:
-            out = self.runner.run(["sky", "jobs", "queue"], capture=True)
-            for line in out.splitlines():
-                fields = line.split()
-                if name in fields:
-                    status = next((f for f in fields if f.isupper() and f.isalpha()
-                                   or f.startswith("FAILED")), "")
-                    if status == "SUCCEEDED":
-                        return Outcome(True)
-                    if status.startswith("FAILED") or status == "CANCELLED":
-                        return Outcome(False, f"managed job {name}: {status} "
-                                              f"(sky jobs logs --name {name})")
-            self.sleep(self.poll_s)
-
-    def close(self) -> None:
-        pass
+        self.release()
 
 
 # ------------------------------------------------------------------------------ grid
 
-def submit(cells: Sequence[CellLike], executor: Any) -> dict[str, Outcome]:
-    """Run every cell in order; a cell whose dependency failed is skipped, not run."""
-    check_order(cells)
-    outcomes: dict[str, Outcome] = {}
-    for cell in cells:
-        failed = [d for d in cell.deps if not outcomes[d].ok]
-        if failed:
-            outcomes[cell.cell_id] = Outcome(False, f"skipped: dependency {failed[0]} failed")
-            continue
-        outcomes[cell.cell_id] = executor.run(cell)
-    executor.close()
-    return outcomes
-
-
 def placements_for(sizes: Iterable[str], size_configs: Mapping[str, str], project: str,
                    zone: str | None, spot: bool) -> dict[str, Placement]:
     return {s: Placement.for_config(size_configs[s], project, zone, spot) for s in sizes}
+
+
+def _size_configs(exp: Any, path: str) -> dict[str, str]:
+    """Each size's gin/tpu file (its slice and mesh), from the experiment's size_gin_files."""
+    out = {}
+    for size in exp.sizes:
+        tpu = [f for f in size.gin_files if f.startswith("gin/tpu/")]
+        if not tpu:
+            raise ValueError(f"{path}: size {size.name!r} has no gin/tpu/ file in "
+                             "size_gin_files; the TPU executor needs one per size")
+        out[size.name] = tpu[0]
+    return out
+
+
+def make_pool(args: argparse.Namespace, placements: Mapping[str, Placement],
+              dbs: CellDatabases, shell: launch.Runner) -> list[Any]:
+    """`--workers` executors of `--backend`; workers are named for the study and their index."""
+    from tpu_scripts import skypilot
+
+    def make(i: int) -> Any:
+        if args.backend == "gcloud":
+            return GcloudExecutor(placements, args.repo, args.ref, runner=shell, databases=dbs,
+                                  worker=i, label=args.study_dir)
+        if args.backend == "skypilot":
+            return skypilot.SkyClusterExecutor(placements, args.task_dir, runner=shell,
+                                               databases=dbs, worker=i, label=args.study_dir)
+        return skypilot.SkyPilotExecutor(placements, args.task_dir, runner=shell,
+                                         databases=dbs)
+
+    return [make(i) for i in range(args.workers)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -326,7 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="the study's experiment file (gin/study/*.gin)")
     parser.add_argument("--study_dir", required=True, help="gs:// directory of the study")
-    parser.add_argument("--backend", choices=("gcloud", "skypilot"), default="gcloud")
+    parser.add_argument("--backend", choices=("gcloud", "skypilot", "skypilot-jobs"),
+                        default="gcloud", help="gcloud slices or SkyPilot clusters kept by "
+                        "each worker, or a SkyPilot managed job per cell")
     parser.add_argument("--project", required=True)
     parser.add_argument("--zone")
     parser.add_argument("--no_spot", action="store_true")
@@ -338,24 +311,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "`python -m study status/report --study_dir LOCAL_DIR` read it); "
                              "default study_runs/<experiment name>")
     parser.add_argument("--workers", type=int, default=1,
-                        help="cells in flight at once, each on its own slice or managed job")
-    parser.add_argument("--dry_run", action="store_true")
+                        help="cells in flight at once, each worker on its own slice")
+    parser.add_argument("--dry_run", action="store_true",
+                        help="print the plan (commands, slices created vs cells run)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from eval.quiet import quiet_imports
 
     quiet_imports(tasks=False)  # TF's start-up lines (the experiment's gin imports seqio)
     try:
         from study import experiment, grid, runner
+        from tpu_scripts import plan
 
         exp = experiment.load(args.experiment, check_files=False)
         cells = grid.build(exp, args.study_dir)
-        size_configs = {}
-        for size in exp.sizes:
-            tpu = [f for f in size.gin_files if f.startswith("gin/tpu/")]
-            if not tpu:
-                raise ValueError(f"{args.experiment}: size {size.name!r} has no gin/tpu/ file "
-                                 "in size_gin_files; the TPU executor needs one per size")
-            size_configs[size.name] = tpu[0]
+        size_configs = _size_configs(exp, args.experiment)
         placements = placements_for(size_configs, size_configs, args.project, args.zone,
                                     not args.no_spot)
         if args.workers < 1:
@@ -366,22 +335,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         local = grid.absolute(args.local_dir or f"study_runs/{exp.name}")
         dbs = CellDatabases(f"{local}/results.sqlite", args.study_dir)
         shell = launch.Runner(args.dry_run)
-
-        def make() -> Any:
-            if args.backend == "gcloud":
-                return GcloudExecutor(placements, args.repo, args.ref, runner=shell,
-                                      databases=dbs)
-            return SkyPilotExecutor(placements, args.task_dir, runner=shell, databases=dbs)
-
-        if args.dry_run:  # every cell once, in dependency order, as if each succeeded
-            outcomes = submit(cells, make())
-            bad = [c for c, o in outcomes.items() if not o.ok]
-            print(f"{len(outcomes)} cells listed", file=sys.stderr)
-            return 1 if bad else 0
+        pool = make_pool(args, placements, dbs, shell)
+        if args.dry_run:  # the runner's choices, every cell succeeding
+            print(plan.simulate(cells, pool).summary())
+            return 0
         os.makedirs(local, exist_ok=True)
         with ResultsDB(dbs.db_path) as db:
-            summary = runner.run(exp, args.study_dir, [make() for _ in range(args.workers)],
-                                 db=db)
+            summary = runner.run(exp, args.study_dir, pool, db=db)
     except (ValueError, RuntimeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

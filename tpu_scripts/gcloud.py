@@ -123,6 +123,14 @@ def detached(argv: Sequence[str], log_name: str) -> str:
             "< /dev/null &")
 
 
+def stop_cells() -> str:
+    """Stop any study cell still running on a host (a slice taken over from a coordinator that
+    was killed), given 15 s to exit before it is killed; `[s]` keeps the pattern from matching
+    this command's own shell."""
+    return ("pkill -f '[s]tudy run-cell' && sleep 15; pkill -KILL -f '[s]tudy run-cell'; "
+            "true")
+
+
 def foreground(argv: Sequence[str]) -> str:
     return f"cd {_home(REMOTE_DIR)} && {shlex.join(list(argv))}"
 

@@ -87,3 +87,24 @@ def test_one_command_costs_every_size_and_counts_a_repeated_file_once(capsys):
                   "gin/study/study_base.gin")
     assert both["base"] == base["base"] and both["large"] == large["large"]
     assert both["total"] == pytest.approx(base["total"] + large["total"], abs=0.2)
+
+
+def test_provisioning_and_setup_count_per_slice_created(capsys):
+    from study import experiment, grid
+
+    kept, per_cell, skipped = cost.setup_costs(["gin/study/study_base.gin"], 2, 10.0)
+    cells = grid.build(experiment.load("gin/study/study_base.gin", check_files=False), "/tmp/c")
+    chips = topology.Slice.parse("v4:2x2x1").num_chips  # study_base.gin's gin/tpu slice
+    # one size, one slice type: each of the two workers creates one slice and keeps it
+    assert (kept.slices, per_cell.slices, skipped) == (2, len(cells), [])
+    assert kept.chip_hours == pytest.approx(2 * chips * 10 / 60)
+    assert per_cell.chip_hours == pytest.approx(len(cells) * chips * 10 / 60)
+    assert cost.main(["gin/study/study_base.gin", "--workers", "2", "--provision_minutes", "4",
+                      "--setup_minutes", "6"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[-3].startswith("provisioning + setup: per slice created: 4 min provisioning + "
+                              "6 min setup (assumed)")
+    assert out[-2] == (f"  workers keep their slice (--workers 2): 2 slices, "
+                       f"{kept.chip_hours:,.1f} chip-hours")
+    assert out[-1] == (f"  one slice per cell: {len(cells):,} slices, "
+                       f"{per_cell.chip_hours:,.1f} chip-hours")
