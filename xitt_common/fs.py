@@ -126,3 +126,18 @@ def local_file(p: str | os.PathLike, cache_dir: str | None = None) -> str:
         os.replace(tmp, target)
         _COPIES[key] = target
         return target
+
+
+def write_stream_atomic(p: str | os.PathLike, source: IO[bytes]) -> int:
+    """Copy a readable binary stream to `p` in chunks, through a temporary name and a rename;
+    returns the bytes written."""
+    target = path(p)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.partial"
+    n = 0
+    with tmp.open("wb") as out:
+        while chunk := source.read(CHUNK):
+            out.write(chunk)
+            n += len(chunk)
+    tmp.replace(target)
+    return n
