@@ -30,9 +30,13 @@ class Unit:
 
 
 def group_of(task: str) -> str:
-    """`xitt.inter.mnli` -> `mnli`, `xitt.xquad.de` -> `xquad`."""
+    """`xitt.inter.mnli` -> `mnli`, `xitt.inter.snli` -> `anli_plus` (only there),
+    `xitt.xquad.de` -> `xquad`."""
     parts = task.split(".")
-    return parts[2] if parts[1] == "inter" else parts[1]
+    if parts[1] != "inter":
+        return parts[1]
+    return "anli_plus" if parts[2] in intermediate.ANLI_PLUS_PARTS and parts[2] != "mnli" \
+        else parts[2]
 
 
 def groups() -> tuple[str, ...]:
@@ -42,9 +46,7 @@ def groups() -> tuple[str, ...]:
 def _selected(group: str, only: set[str] | None) -> bool:
     if only is None:
         return True
-    if group in only:
-        return True
-    return "anli_plus" in only and group in intermediate.ANLI_PLUS_PARTS
+    return group in only or ("anli_plus" in only and group == "mnli")  # MNLI is in ANLI+
 
 
 def parse_only(text: str | None) -> set[str] | None:
