@@ -37,9 +37,9 @@ from etils import epath
 
 from xitt_common import fs
 from xitt_common.columns import Column, column_dataset, num_rows
+from xitt_common.data_env import DATA_DIR_ENV
 from xitt_tasks import formats
 
-DATA_DIR_ENV = "XITT_DATA_DIR"
 SOURCE_ENV = "XITT_SOURCE"
 SOURCE_KINDS = ("files", "tfds")
 SAMPLE_ROOT = Path(__file__).resolve().parent / "data" / "sample"
