@@ -4,9 +4,9 @@ archive, and the quirk each conversion applies (xitt_tasks/data/README.md lists 
 A `Release` is one download (a file, a .zip or a .tar.gz); each `Output` writes one data-root
 file from one member (`.` = the download itself), optionally through a transform
 (convert.py). What cannot be downloaded unattended is a `Manual` entry: the exact steps are
-printed and the rest still completes. URLs are the ones XTREME's `scripts/download_data.sh`
-and the original releases use; `master` URLs are guarded by the lock file (a changed upstream
-file is an error naming it).
+printed and the rest still completes. Only files the registered tasks read are listed (a test
+pins it). URLs are the ones XTREME's `scripts/download_data.sh` and the original releases use;
+`master` URLs are guarded by the lock file (a changed upstream file is an error naming it).
 """
 from __future__ import annotations
 
@@ -83,7 +83,7 @@ def _targets() -> list[Release]:
                   "github.com/cambridgeltl/xcopa (renamed {split}.{l} -> {split}-{l})")
     out.append(Release("copa", f"{FB}/glue/superglue/data/v2/COPA.zip", tuple(
         Output(f"xcopa/{split}-en.jsonl", f"COPA/{split}.jsonl")
-        for split in ("train", "val", "test")), "SuperGLUE COPA (" + XTREME_SCRIPT + ")"))
+        for split in ("train", "val")), "SuperGLUE COPA (" + XTREME_SCRIPT + ")"))
     out.append(Release("siqa", "https://storage.googleapis.com/ai2-mosaic/public/socialiqa/"
                        "socialiqa-train-dev.zip", tuple(
                            Output(f"siqa/{f}", f"socialiqa-train-dev/{f}")
@@ -91,10 +91,9 @@ def _targets() -> list[Release]:
                                      "dev-labels.lst")),
                        "AllenAI Social IQa release (labels files, not XTREME's v1.4 copy)"))
     out.append(Release("xnli", f"{FB}/XNLI/XNLI-1.0.zip", tuple(
-        Output(f"xnli/{split}-{lang}.tsv", f"XNLI-1.0/xnli.{split}.tsv",
+        Output(f"xnli/dev-{lang}.tsv", "XNLI-1.0/xnli.dev.tsv",
                functools.partial(convert.xnli_language, lang))
-        for split in ("dev", "test") for lang in languages.XNLI),
-        "XNLI 1.0 (labelled test files, unlike XTREME's)"))
+        for lang in languages.XNLI), "XNLI 1.0 (the tasks score on dev)"))
     out.append(Release("mlqa", f"{FB}/MLQA/MLQA_V1.zip", tuple(
         Output(f"mlqa/MLQA_V1/{s}/{s}-context-{lang}-question-{lang}.json",
                f"MLQA_V1/{s}/{s}-context-{lang}-question-{lang}.json")
