@@ -58,3 +58,23 @@ def test_fs_lines_keep_crlf_and_last_line_on_gs(gs_root):
     assert list(fs.lines(url)) == [b"a\r\n", b"b\n", b"c"]
     assert fs.is_file(url) and fs.signature(url)[0] == 6
     assert not fs.is_local(url) and fs.listdir(gs_root).count("crlf.txt") == 1
+
+
+def test_prepare_and_check_a_gs_data_root(monkeypatch, tmp_path):
+    """prepare writes a gs:// root (files, lock) and --check reads it, through the fake GCS."""
+    from tests.xitt_tasks import prepare_fixtures
+    from xitt_tasks.prepare import check, counts, lock, pipeline, units
+
+    prepare_gcs.install(monkeypatch)
+    root = f"gs://fake-bucket-{uuid.uuid4().hex[:8]}/xtreme"
+    with prepare_fixtures.Mirror(prepare_fixtures.release_files()) as mirror:
+        report = pipeline.prepare(units.units({"xcopa"}), pipeline.Options(
+            root, cache_dir=str(tmp_path / "cache"), mirror=mirror.url, attempts=1, timeout=5,
+            progress=False))
+    assert not report.failed and report.written
+    assert fs.path(f"{root}/xcopa/val-et.jsonl").read_bytes() == prepare_fixtures.sample(
+        "xcopa/val-et.jsonl")
+    assert len(lock.lock_hash(root)) == 64 and not list(tmp_path.glob("xtreme*"))
+    monkeypatch.setattr(counts, "OFFICIAL", {})
+    results = check.check(root, units.units({"xcopa"}))
+    assert check.all_complete(results), check.table(results)
