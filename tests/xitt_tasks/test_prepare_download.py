@@ -131,6 +131,8 @@ def test_every_needed_file_has_a_release_or_a_manual_step():
     assert {m.name for m in manual} == {"wikiann", "udpos", "mewslix", "ccg"}
     needed = set(units.files_of(units.units()))
     assert [o.dest for r in releases.releases() for o in r.outputs if o.dest not in needed] == []
+    dests = [o.dest for r in releases.releases() for o in r.outputs]
+    assert len(dests) == len(set(dests))  # no two downloads write one file
     urls = [r.url for r in releases.releases()]
     assert len(urls) == len(set(urls)) and all(u.startswith("https://") for u in urls)
 
