@@ -3,10 +3,12 @@
 `Mirror` serves bytes at `/<host>/<path>` of each official URL (what `--mirror` fetches) and
 can misbehave per path: `http404`, `http503`, `reset` (close the connection with a TCP reset
 before answering), `truncate` (announce the full length, send half, close), `stall` (send
-half, then hang). Each mode can be limited to the first N requests. `release_files` builds
-the releases of xquad, xcopa and tydiqa from the shipped sample, laid out like the real ones:
-COPA.zip (`COPA/...`), socialiqa-train-dev.zip, tydiqa-goldp-v1.1-dev.tgz with the per-language
-names, and a TyDiQA train file holding English and Arabic questions.
+half, then hang). Each mode can be limited to the first N requests. A well-behaved answer
+honours `Range: bytes=N-` (206), as the release hosts do; every Range header is recorded.
+`release_files` builds the releases of xquad, xcopa and tydiqa from the shipped sample, laid
+out like the real ones: COPA.zip (`COPA/...`), socialiqa-train-dev.zip,
+tydiqa-goldp-v1.1-dev.tgz with the per-language names, and a TyDiQA train file holding English
+and Arabic questions.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ class Mirror:
         self.files = dict(files)                  # official URL -> bytes
         self.modes: dict[str, tuple[str, int]] = {}  # URL -> (mode, remaining count or -1)
         self.requests: collections.Counter = collections.Counter()
+        self.ranges: collections.defaultdict = collections.defaultdict(list)  # Range headers
         self.stop_stalls = threading.Event()
         mirror = self
 
@@ -85,7 +88,14 @@ class Mirror:
             h.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             h.connection.close()
             return
-        h.send_response(200)
+        start = _range_start(h.headers.get("Range"), len(data)) if mode is None else 0
+        self.ranges[url].append(h.headers.get("Range"))
+        if start:
+            h.send_response(206)
+            h.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            data = data[start:]
+        else:
+            h.send_response(200)
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         if mode in ("truncate", "stall"):
@@ -96,6 +106,14 @@ class Mirror:
             h.close_connection = True
             return
         h.wfile.write(data)
+
+
+def _range_start(header: str | None, size: int) -> int:
+    """N of a `bytes=N-` Range header inside the file (0: serve it whole)."""
+    if header and header.startswith("bytes=") and header.endswith("-"):
+        start = int(header[len("bytes="):-1])
+        return start if 0 < start < size else 0
+    return 0
 
 
 def _zip(members: dict[str, bytes]) -> bytes:

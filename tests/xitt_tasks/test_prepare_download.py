@@ -3,6 +3,7 @@ a full prepare, a resume, a kill and a resume, and every failure the network can
 import hashlib
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -94,11 +95,23 @@ def test_transient_failures_are_retried_a_bounded_number_of_times(tmp_path, mirr
 
 @pytest.mark.parametrize("mode", ["http503", "reset", "truncate"])
 def test_a_transient_failure_then_success_completes(tmp_path, mirror, mode):
+    members = {f"COPA/{s}.jsonl": prepare_fixtures.sample(f"xcopa/{s}-en.jsonl")
+               for s in ("train", "val")}
+    pad = random.Random(0).randbytes(400_000)  # larger than a few download chunks
+    mirror.files[COPA_ZIP] = prepare_fixtures._zip({**members, "COPA/pad.bin": pad})
     mirror.misbehave(COPA_ZIP, mode, times=1)
     report = _prepare(tmp_path, mirror, only={"xcopa"})
     assert not report.failed and mirror.requests[COPA_ZIP] == 2
     assert (tmp_path / "root/xcopa/train-en.jsonl").read_bytes() == prepare_fixtures.sample(
         "xcopa/train-en.jsonl")
+    # a body cut in the middle is continued from where it stopped, not fetched again
+    answered = mirror.ranges[COPA_ZIP]  # Range headers of the requests answered with data
+    if mode == "truncate":  # resumed after the whole chunks it had received
+        first, second = answered
+        start = int(second[len("bytes="):-1])
+        assert first is None and 0 < start <= len(mirror.files[COPA_ZIP]) // 2
+    else:
+        assert answered == [None]
 
 
 def test_a_changed_upstream_file_is_an_error_naming_it(tmp_path, mirror):
@@ -155,6 +168,7 @@ def test_a_killed_prepare_resumes_without_half_files(tmp_path, mirror):
     finally:
         proc.kill()
         proc.wait()
+    kept = sum(p.stat().st_size for p in cache.glob("*xquad.de.json.partial"))
     expected = {rel: prepare_fixtures.sample(rel) for rel in units.files_of(units.units({"xquad"}))}
     written = {k: v for k, v in _files(root).items() if k != lock.LOCK_NAME}
     assert "xquad/xquad.de.json" not in written
@@ -165,5 +179,8 @@ def test_a_killed_prepare_resumes_without_half_files(tmp_path, mirror):
     assert not report.failed
     assert all((root / k).read_bytes() == v for k, v in expected.items())
     assert mirror.requests[XQUAD_DE] == served[XQUAD_DE] + 1
+    assert not list(cache.glob("*.partial"))  # renamed when done
+    # the killed download continued from the bytes it had on disk
+    assert mirror.ranges[XQUAD_DE][-1] == (f"bytes={kept}-" if kept else None)
     done_before = [u for u in served if u != XQUAD_DE]
     assert all(mirror.requests[u] == served[u] for u in done_before)  # not fetched again

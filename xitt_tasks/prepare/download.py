@@ -7,8 +7,9 @@ its own per-builder registry files and hides retries, while this project needs o
 per data root, a mirror for tests, and retry behaviour a test can pin.
 
 A download is written to `<cache>/<key>.partial` and renamed when complete (its size checked
-against Content-Length), so a killed run leaves no half file under a final name and the next
-run starts that file again.
+against Content-Length), so a killed run leaves no half file under a final name; the next try
+(a retry, or the next run after a kill) continues the partial file with an HTTP Range request
+where the server honours it. The SHA-256 is taken from the finished file.
 """
 from __future__ import annotations
 
@@ -53,14 +54,23 @@ def sha256_of(path: str) -> tuple[str, int]:
 
 
 def _attempt(s: requests.Session, url: str, partial: str, timeout: float, progress) -> None:
-    with s.get(url, stream=True, timeout=timeout) as r:
+    """One GET into `partial`, continuing it with a Range request when it holds bytes (a killed
+    run or a connection lost mid-body); a server that ignores the range restarts the file."""
+    have = os.path.getsize(partial) if os.path.exists(partial) else 0
+    headers = {"Range": f"bytes={have}-"} if have else {}
+    with s.get(url, stream=True, timeout=timeout, headers=headers) as r:
+        if have and r.status_code == 416:  # the partial is not a prefix any more
+            os.remove(partial)
+            raise requests.ConnectionError(f"range {have}- not satisfiable; starting over")
         r.raise_for_status()
+        resumed = bool(have) and r.status_code == 206 and r.headers.get(
+            "Content-Range", "").startswith(f"bytes {have}-")
         expected = r.headers.get("Content-Length")
         if expected is not None and progress is not None:
             progress.total = (progress.total or 0) + int(expected)
             progress.refresh()
         n = 0
-        with open(partial, "wb") as f:
+        with open(partial, "ab" if resumed else "wb") as f:
             for chunk in r.iter_content(1 << 16):
                 f.write(chunk)
                 n += len(chunk)
