@@ -291,6 +291,7 @@ def run_cell(exp: Experiment, cell_id: str, study_dir: str, *, db: Any = None) -
 
     from eval import predict
     from study.db import ResultsDB
+    from xitt_tasks.prepare import guard
 
     # Every cell of a target is scored on the same splits (and selected on the same English
     # dev set): a worker reads each once.
@@ -310,6 +311,7 @@ def run_cell(exp: Experiment, cell_id: str, study_dir: str, *, db: Any = None) -
             if rec is None or rec.status != "done":
                 raise CellError(f"cell {cell_id}: dependency {dep} is "
                                 f"{'missing' if rec is None else rec.status}, not done")
+        data = guard.study_data(exp.data_source)  # a full study refuses the sample
         db.mark_running(cell_id, start_time=now(), device_kind=jax.devices()[0].device_kind)
         try:
             provenance = _run(exp, cell, cells, db)
@@ -318,7 +320,8 @@ def run_cell(exp: Experiment, cell_id: str, study_dir: str, *, db: Any = None) -
             raise
         results, per_example, prov = provenance
         db.record_results(cell_id, results, per_example, end_time=now(),
-                          experiment_hash=exp.sha256, code_commit=code_commit(), **prov)
+                          experiment_hash=exp.sha256, code_commit=code_commit(), **prov,
+                          **data)
     finally:
         if own_db:
             db.close()

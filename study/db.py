@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 CELL_STATUSES = ("pending", "running", "done", "failed")
 AGGREGATIONS = ("mean", "f1_counts")
 _COLUMNS_FOR = {"mean": 1, "f1_counts": 3}
@@ -58,6 +58,8 @@ class CellRecord:
     recipe: str = "official"
     data_source: str | None = None
     deps: tuple[str, ...] = ()
+    data_root: str | None = None         # $XITT_DATA_DIR the cell read (xitt_tasks.prepare)
+    data_lock: str | None = None         # SHA-256 of that data root's lock file
 
     def __post_init__(self) -> None:
         if not self.cell_id or not isinstance(self.cell_id, str):
@@ -118,7 +120,8 @@ CREATE TABLE cells (
   error TEXT, start_time TEXT, end_time TEXT, device_kind TEXT,
   checkpoint_path TEXT, checkpoint_step INTEGER, gin_config TEXT, experiment_hash TEXT,
   code_commit TEXT, selection_protocol TEXT, retrieval_layer INTEGER, retrieval_pooling TEXT,
-  params_count INTEGER, recipe TEXT NOT NULL, data_source TEXT, deps TEXT NOT NULL);
+  params_count INTEGER, recipe TEXT NOT NULL, data_source TEXT, deps TEXT NOT NULL,
+  data_root TEXT, data_lock TEXT);
 CREATE TABLE results (
   cell_id TEXT NOT NULL REFERENCES cells(cell_id) ON DELETE CASCADE,
   language TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,

@@ -46,6 +46,7 @@ from typing import Any, Protocol
 from study import cell_db
 from study.db import ResultsDB
 from tpu_scripts import configs, gcloud, launch, topology
+from xitt_common.data_env import with_data_env
 
 
 class CellLike(Protocol):
@@ -120,11 +121,12 @@ def worker_node_name(label: str, worker: int, placement: Placement) -> str:
 
 
 def remote_argv(command: Sequence[str]) -> list[str]:
-    """The cell's argv with `python` as the slice's venv python."""
+    """The cell's argv with `python` as the slice's venv python, under this machine's
+    $XITT_DATA_DIR and $XITT_VOCAB (xitt_common.data_env)."""
     argv = list(command)
     if argv and argv[0] in ("python", "python3", sys.executable):
         argv = gcloud.python(*argv[1:])
-    return argv
+    return with_data_env(argv)
 
 
 class CellDatabases:

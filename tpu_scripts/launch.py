@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from tpu_scripts import configs, gcloud, topology
+from xitt_common.data_env import with_data_env
 
 EXIT_MARKER = gcloud.EXIT_MARKER
 DISTRIBUTED_ENV = "XITT_DISTRIBUTED"
@@ -236,16 +237,17 @@ def main(argv: Sequence[str] | None = None, out=None) -> int:
             runner.run(gcloud.delete(spec))
         elif args.action in ("train", "watch"):
             cfg = _config(args)
-            cmd = train_argv(configs.gin_files(cfg.path), args.model_dir, args.task,
-                             args.train_steps, args.init_checkpoint, extra_bindings=args.binding)
+            cmd = with_data_env(train_argv(configs.gin_files(cfg.path), args.model_dir,
+                                           args.task, args.train_steps, args.init_checkpoint,
+                                           extra_bindings=args.binding))
             if args.action == "train":
                 do_train(runner, spec, cmd, run)
             else:
                 return do_watch(runner, spec, cmd, run, args.repo, args.ref, args.poll_s)
         elif args.action == "eval":
             cfg = _config(args)
-            cmd = eval_argv(cfg, args.checkpoint, args.task, args.split, args.mode,
-                            args.output_dir, args.target_length)
+            cmd = with_data_env(eval_argv(cfg, args.checkpoint, args.task, args.split,
+                                          args.mode, args.output_dir, args.target_length))
             runner.run(gcloud.ssh_all(spec, gcloud.foreground(multihost(spec, cmd))))
     except (ValueError, RuntimeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

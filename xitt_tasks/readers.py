@@ -5,7 +5,8 @@ a full corpus never has to fit. A malformed record raises `DataFormatError` nami
 the line and the expected form; with `skip_malformed=True` it is skipped instead, and one
 warning with the count is logged when the generator finishes. A missing file raises
 FileNotFoundError naming the path. Field values are returned as found (strings), except
-where a format defines numbers (answer offsets, SIQA labels).
+where a format defines numbers (answer offsets, SIQA labels). Files are opened through
+`xitt_common.fs`, so a data root may be local or remote (gs://).
 """
 
 import csv
@@ -15,6 +16,7 @@ import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from xitt_common import fs
 from xitt_tasks.errors import DataFormatError, missing_file
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ class _SkipCounter:
 
 def _check_exists(path: PathLike) -> str:
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not fs.is_file(path):
         raise missing_file(path, _LAYOUT_HINT)
     return path
 
@@ -68,16 +70,14 @@ def _check_exists(path: PathLike) -> str:
 def _numbered_lines(path: PathLike) -> Iterator[tuple[int, str]]:
     """(1-based line number, line without its newline), decoding errors located."""
     path = _check_exists(path)
-    number = 0
-    with open(path, "rb") as f:
-        for number, raw in enumerate(f, 1):  # noqa: B007 (number is used after the loop)
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataFormatError(path, number, "UTF-8 text", f"invalid bytes ({e})") from e
-            if number == 1 and line.startswith("\ufeff"):
-                line = line[1:]
-            yield number, line.rstrip("\r\n")
+    for number, raw in enumerate(fs.lines(path), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataFormatError(path, number, "UTF-8 text", f"invalid bytes ({e})") from e
+        if number == 1 and line.startswith("\ufeff"):
+            line = line[1:]
+        yield number, line.rstrip("\r\n")
 
 
 def read_lines(path: PathLike) -> Iterator[str]:
@@ -123,17 +123,18 @@ def _delimited_rows(
             if line.strip():
                 yield number, line.split(delimiter)
         return
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        start = 1
-        try:
-            for row in reader:
-                if row and any(field.strip() for field in row):
-                    yield start, row
-                start = reader.line_num + 1
-        except (csv.Error, UnicodeDecodeError) as e:
-            raise DataFormatError(path, reader.line_num, "a well-formed CSV/TSV record",
-                                  str(e)) from e
+    text = (line.decode("utf-8-sig" if n == 0 else "utf-8")
+            for n, line in enumerate(fs.lines(path)))
+    reader = csv.reader(text, delimiter=delimiter)
+    start = 1
+    try:
+        for row in reader:
+            if row and any(field.strip() for field in row):
+                yield start, row
+            start = reader.line_num + 1
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise DataFormatError(path, reader.line_num, "a well-formed CSV/TSV record",
+                              str(e)) from e
 
 
 def _read_delimited(
@@ -447,9 +448,9 @@ def read_mewslix_pairs(path: PathLike, *, skip_malformed: bool = False) -> Itera
 def read_mewslix_labels(path: PathLike) -> dict[str, list[str]]:
     """A labels (or predictions) JSON `{example_id: [entity ids]}`; small, read whole."""
     path = _check_exists(path)
-    with open(path, encoding="utf-8") as f:
+    with fs.open_text(path, "utf-8") as f:
         try:
-            labels = json.load(f)
+            labels = json.loads("".join(iter(f.read, "")))
         except json.JSONDecodeError as e:
             raise DataFormatError(path, e.lineno, "a JSON object {example_id: [entity ids]}",
                                   str(e)) from e

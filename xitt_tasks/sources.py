@@ -5,7 +5,9 @@ task's preprocessors do not depend on where the data came from.
 
 Settings, read when a dataset is created (not at import), so one process can switch:
   XITT_DATA_DIR  root of the files, laid out like the XTREME `download/` tree plus the original
-                 intermediate-task releases; default: the sample shipped in xitt_tasks/data/sample.
+                 intermediate-task releases, local or gs:// (read through `xitt_common.fs`,
+                 the same layer as checkpoints); default: the sample shipped in
+                 xitt_tasks/data/sample. `python -m xitt_tasks.prepare` writes and checks one.
   XITT_SOURCE    `files` (default) or `tfds`: where a task that has a pinned TFDS builder reads
                  from. Tasks with no builder always read files. TFDS sources are read-only: they
                  never download or build (run `tfds build` yourself; TFDS_DATA_DIR locates it).
@@ -31,24 +33,26 @@ from typing import Any
 import numpy as np
 import seqio
 import tensorflow as tf
+from etils import epath
 
+from xitt_common import fs
 from xitt_common.columns import Column, column_dataset, num_rows
+from xitt_common.data_env import DATA_DIR_ENV
 from xitt_tasks import formats
 
-DATA_DIR_ENV = "XITT_DATA_DIR"
 SOURCE_ENV = "XITT_SOURCE"
 SOURCE_KINDS = ("files", "tfds")
 SAMPLE_ROOT = Path(__file__).resolve().parent / "data" / "sample"
 
 # read(paths) -> iterator of canonical raw examples (plain Python values).
-Reader = Callable[[Sequence[Path]], Iterator[dict[str, Any]]]
+Reader = Callable[[Sequence[epath.Path]], Iterator[dict[str, Any]]]
 # adapt(tfds example) -> canonical raw example (tf tensors).
 Adapter = Callable[[Mapping[str, Any]], dict[str, tf.Tensor]]
 
 
-def data_root() -> Path:
-    """The root of the data files: $XITT_DATA_DIR, else the shipped sample."""
-    return Path(os.environ.get(DATA_DIR_ENV) or SAMPLE_ROOT)
+def data_root() -> epath.Path:
+    """The root of the data files: $XITT_DATA_DIR (local or gs://), else the shipped sample."""
+    return fs.path(os.environ.get(DATA_DIR_ENV) or SAMPLE_ROOT)
 
 
 def source_kind() -> str:
@@ -105,14 +109,14 @@ class XittSource(seqio.DataSource):
         kind = self.kind or source_kind()
         return "tfds" if kind == "tfds" and self.tfds is not None else "files"
 
-    def paths(self, split: str) -> list[Path]:
+    def paths(self, split: str) -> list[epath.Path]:
         """The files of `split` under the current data root; FileNotFoundError if one is missing."""
         if split not in self.files:
             raise ValueError(f"unknown split {split!r}; this source has {list(self.files)}")
         root = data_root()
         paths = [root / rel for rel in self.files[split]]
         for path in paths:
-            if not path.exists():
+            if not path.is_file():
                 raise FileNotFoundError(
                     2, f"expected data file not found: {path} (data root {root}, set by "
                     f"${DATA_DIR_ENV}; layout in xitt_tasks/data/README.md)", str(path))
@@ -131,7 +135,7 @@ class XittSource(seqio.DataSource):
         """Every raw example of `split` as columns (one tensor per schema field), read once
         per process and reused while the files are unchanged."""
         paths = self.paths(split)
-        key = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+        key = tuple((os.fspath(p), *fs.signature(p)) for p in paths)
         return _read_columns(self.read, self.family, key)
 
     def get_dataset(self, split: str = "train", shuffle: bool = True, seed: int | None = None,
@@ -184,7 +188,7 @@ def _read_columns(read: Reader, family: str, key: tuple[tuple[str, int, int], ..
     """
     schema = formats.SCHEMAS[family]
     values: dict[str, list[Any]] = {name: [] for name in schema}
-    paths = [Path(p) for p, _, _ in key]
+    paths = [fs.path(p) for p, _, _ in key]
     for n, example in enumerate(read(paths)):
         for name, spec in schema.items():
             if name not in example:

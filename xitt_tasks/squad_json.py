@@ -3,15 +3,17 @@
 The file is one object `{"data": [article, ...], "version": ...}`. Instead of `json.load`
 (a 40 MB SQuAD train file becomes ~1 GB of Python objects), a small incremental parser walks
 the top-level object and decodes one article at a time with the standard library's
-`JSONDecoder.raw_decode`, reading the file in chunks. No extra dependency is needed.
+`JSONDecoder.raw_decode`, reading the file in chunks (through `xitt_common.fs`: local or gs://).
+No extra dependency is needed.
 """
 
 import json
 import logging
 import os
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
+from xitt_common import fs
 from xitt_tasks.errors import DataFormatError, missing_file
 
 log = logging.getLogger(__name__)
@@ -24,7 +26,7 @@ _decoder = json.JSONDecoder()
 class _JsonStream:
     """A cursor over a JSON text read in chunks, tracking line numbers."""
 
-    def __init__(self, f: IO[str], path: str):
+    def __init__(self, f: fs.TextReader, path: str):
         self.f, self.path = f, path
         self.buf, self.pos, self.lines_before, self.eof = "", 0, 0, False
 
@@ -73,7 +75,7 @@ class _JsonStream:
             self._fill()
 
 
-def _articles(f: IO[str], path: str) -> Iterator[tuple[int, int, Any]]:
+def _articles(f: fs.TextReader, path: str) -> Iterator[tuple[int, int, Any]]:
     """(line, index, article) of the top-level 'data' array."""
     s = _JsonStream(f, path)
     s.expect("{", 'a JSON object {"data": [...]} (SQuAD format)')
@@ -160,11 +162,11 @@ def read_squad_json(path: str | os.PathLike, *, skip_malformed: bool = False
     is skipped whole (an error is located at the line where its article starts).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not fs.is_file(path):
         raise missing_file(path, "see xitt_tasks/data/README.md for the expected data-root "
                                  "layout")
     skipped = 0
-    with open(path, encoding="utf-8-sig") as f:
+    with fs.open_text(path) as f:
         for line, index, article in _articles(f, path):
             try:
                 records = list(_questions(path, line, index, article))

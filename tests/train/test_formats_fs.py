@@ -1,4 +1,4 @@
-"""Every reader goes through one filesystem layer (train.formats.fs, etils.epath) and format
+"""Every reader goes through one filesystem layer (xitt_common.fs, etils.epath) and format
 detection reads the directory. GCS cannot be reached from tests: a fake `gs://` bucket is
 mapped onto a local directory inside `fs.path`, so the same code path runs (epath calls, the
 remote branch that copies files for safetensors) on local files; TensorStore's gcs driver for
@@ -14,12 +14,12 @@ from train import checkpoints, network
 from train.config import MT5Config
 from train.formats import (
     detect_format,
-    fs,
     huggingface,
     load_checkpoint,
     t5x_legacy,
     t5x_orbax,
 )
+from xitt_common import fs
 
 SMALL = MT5Config(vocab_size=256, emb_dim=16, num_heads=2, head_dim=8, mlp_dim=32,
                   num_encoder_layers=1, num_decoder_layers=1, dtype="float32")

@@ -2,9 +2,10 @@
 Hugging Face safetensors) into the t5x parameter tree, and write t5x-legacy and Hugging Face
 checkpoints back. Every reader returns a `result.LoadedCheckpoint`.
 
-Modules: fs (the one filesystem layer, local and gs://), report (tree comparison before
-reading), result (the load result, sharded array building), t5x_legacy, t5x_orbax,
-huggingface, vocabulary (does a task's vocabulary fit the model), convert (the CLI).
+Modules: report (tree comparison before reading), result (the load result, sharded array
+building), t5x_legacy, t5x_orbax, huggingface, vocabulary (does a task's vocabulary fit the
+model), convert (the CLI). Files are opened through xitt_common.fs, the one filesystem layer
+(local and gs://).
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def detect_format(path: str) -> str:
     """Which reader a directory needs, from the files it holds (local or gs:// alike, through
     `fs`): a msgpack `checkpoint` is legacy t5x, safetensors / PyTorch weights are Hugging
     Face, Orbax's `_METADATA` (in the directory or its only item subdirectory) is t5x Orbax."""
-    from train.formats import fs, huggingface, t5x_legacy, t5x_orbax
+    from train.formats import huggingface, t5x_legacy, t5x_orbax
+    from xitt_common import fs
 
     path = os.fspath(path).rstrip("/")
     root = fs.path(path)

@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from train.formats import fs, huggingface, report, t5x_legacy, t5x_orbax
+from train.formats import huggingface, report, t5x_legacy, t5x_orbax
 from train.formats.result import LoadedCheckpoint
+from xitt_common import fs
 
 FROM = ("hf", "t5x", "orbax")
 TO = ("t5x", "hf")

@@ -22,7 +22,7 @@ import jax
 import ml_dtypes  # noqa: F401  (bfloat16 for safetensors' numpy backend)
 import numpy as np
 
-from train.formats import fs, report
+from train.formats import report
 from train.formats.result import (
     LoadedCheckpoint,
     build_array,
@@ -30,6 +30,7 @@ from train.formats.result import (
     make_result,
     target_leaf,
 )
+from xitt_common import fs
 
 SAFETENSORS = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"

@@ -24,7 +24,7 @@ import numpy as np
 import tensorstore as ts
 from flax import serialization
 
-from train.formats import fs, report
+from train.formats import report
 from train.formats.result import (
     LoadedCheckpoint,
     build_array,
@@ -34,6 +34,7 @@ from train.formats.result import (
     make_result,
     target_leaf,
 )
+from xitt_common import fs
 
 CHECKPOINT_FILE = "checkpoint"
 VERSION = 3

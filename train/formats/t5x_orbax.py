@@ -15,8 +15,9 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from train.formats import fs, report
+from train.formats import report
 from train.formats.result import LoadedCheckpoint, check_choice, make_result, target_leaf
+from xitt_common import fs
 
 _MARKERS = ("_METADATA", "manifest.ocdbt", "_sharding")
 
