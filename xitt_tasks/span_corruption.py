@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import seqio
 import tensorflow as tf
 
@@ -31,9 +32,12 @@ CONCAT_DOCUMENTS = 128  # T5's reduce_concat_tokens(batch_size=128)
 def lengths_after_corruption(tokens_length: int, noise_density: float = NOISE_DENSITY,
                              mean_noise_span_length: float = MEAN_NOISE_SPAN_LENGTH
                              ) -> tuple[int, int]:
-    """(inputs, targets) lengths, EOS included, of a corrupted chunk of `tokens_length`."""
-    noise = int(round(tokens_length * noise_density))
-    spans = int(round(noise / mean_noise_span_length))
+    """(inputs, targets) lengths, EOS included, of a corrupted chunk of `tokens_length`:
+    the same float32, half-to-even arithmetic as `random_spans_noise_mask`."""
+    f32 = np.float32
+    noise = int(np.round(f32(tokens_length) * f32(noise_density)))
+    noise = min(max(noise, 1), tokens_length - 1)
+    spans = max(int(np.round(f32(noise) / f32(mean_noise_span_length))), 1)
     return tokens_length - noise + spans + 1, noise + spans + 1
 
 
