@@ -28,6 +28,14 @@ def _seeds(i: int) -> tf.Tensor:
     return tf.constant([[i, 1], [i, 2]])
 
 
+# Traced once (eager op-by-op calls would dominate the run time of the loops below).
+_SEEDS = tf.TensorSpec([2, 2], tf.int32)
+_mask = tf.function(sc.random_spans_noise_mask,
+                    input_signature=[tf.TensorSpec([], tf.int32), _SEEDS])
+_corrupt = tf.function(lambda tokens, seeds: sc.corrupt(tokens, seeds, VOCAB),
+                       input_signature=[tf.TensorSpec([None], tf.int32), _SEEDS])
+
+
 def test_chunk_lengths_match_t5():
     # T5's random_spans_helper: 512 input tokens come from chunks of 568 (targets 114);
     # mT5's 1024 from 1137 (targets 229: the 1024 x 229 loss normaliser of mt5.md).
@@ -43,7 +51,7 @@ def test_noise_density_and_span_lengths_over_many_examples():
     spans, densities = [], []
     for i in range(200):
         length = 100 + 5 * i
-        mask = sc.random_spans_noise_mask(tf.constant(length), _seeds(i)).numpy()
+        mask = _mask(tf.constant(length), _seeds(i)).numpy()
         assert not mask[0]  # a non-noise gap always comes first, as in T5
         noise = int(mask.sum())
         # T5's arithmetic: float32, round half to even
@@ -66,7 +74,7 @@ def test_noise_density_and_span_lengths_over_many_examples():
 def test_sentinels_count_down_from_the_last_id_and_the_text_is_recoverable():
     for i in range(50):
         tokens = np.arange(3, 3 + 120 + i, dtype=np.int32)
-        inputs, targets = (t.numpy() for t in sc.corrupt(tf.constant(tokens), _seeds(i), VOCAB))
+        inputs, targets = (t.numpy() for t in _corrupt(tf.constant(tokens), _seeds(i)))
         in_sent = [t for t in inputs if t >= VOCAB - 100]
         out_sent = [t for t in targets if t >= VOCAB - 100]
         assert in_sent == list(range(VOCAB - 1, VOCAB - 1 - len(in_sent), -1))
