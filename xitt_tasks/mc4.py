@@ -90,6 +90,18 @@ class Mc4Source(seqio.DataSource):
                 "[.gz]; set XITT_SOURCE=tfds to read c4/multilingual from TFDS)", str(root))
         return found
 
+    def required_files(self, split: str) -> list[str]:
+        """The shards a `files` read needs (none for TFDS), for train.preflight; with no shard
+        at all, the directory they belong in (reported missing)."""
+        if self.resolved_kind() == "tfds":
+            return []
+        try:
+            files = self._files()
+        except FileNotFoundError:
+            return [str(sources.data_root() / FILE_DIR)]
+        found = [str(p) for (_, s), paths in sorted(files.items()) if s == split for p in paths]
+        return found or [str(sources.data_root() / FILE_DIR / f"c4-*-{split}")]
+
     def languages(self, split: str = "train") -> tuple[str, ...]:
         if self.resolved_kind() == "tfds":
             return _tfds_languages()

@@ -97,3 +97,12 @@ def test_tfds_path_reads_the_pinned_builder_under_mock_data(monkeypatch):
                                                              seed=0)
         examples = list(ds.take(4).as_numpy_iterator())
     assert len(examples) == 4 and all(ex["targets"].size for ex in examples)
+
+
+def test_required_files_for_the_preflight_check(tmp_path, monkeypatch):
+    src = _source()
+    assert len(src.required_files("validation")) == len(make_sample.MC4_DOCS)
+    monkeypatch.setenv(sources.DATA_DIR_ENV, str(tmp_path))
+    assert src.required_files("train") == [str(tmp_path / mc4.FILE_DIR)]
+    monkeypatch.setenv(sources.SOURCE_ENV, "tfds")
+    assert src.required_files("train") == []

@@ -154,6 +154,6 @@ def test_multitask_rates_are_examples_proportional_with_cap():
 
 def test_tfds_builders_are_pinned():
     for name in TASKS:
-        spec = seqio.get_mixture_or_task(name).source.tfds
+        spec = getattr(seqio.get_mixture_or_task(name).source, "tfds", None)  # mC4: test_mc4
         if spec is not None:
             assert ":" in spec.name and spec.name.split(":")[1].count(".") == 2, name
