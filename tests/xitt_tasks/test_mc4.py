@@ -32,7 +32,7 @@ def test_sample_corpus_languages_and_weights():
 def test_training_stream_samples_languages_by_weight():
     src = _source()
     lang_of = {}
-    for (lang, split), paths in src._files().items():
+    for (lang, _), paths in src._files().items():
         for line in paths[0].read_text(encoding="utf-8").splitlines():
             lang_of[json.loads(line)["text"]] = lang
     n = 3000
@@ -87,9 +87,10 @@ def test_tfds_path_reads_the_pinned_builder_under_mock_data(monkeypatch):
     assert mc4.TFDS_NAME == "c4/multilingual:3.1.0"
     # Mock data has no split statistics: stand in for the prepared builder's split sizes.
     monkeypatch.setattr(mc4, "_tfds_languages", lambda: ("de", "sw"))
-    monkeypatch.setattr(seqio.TfdsDataSource, "num_input_examples",
-                        lambda self, split: 1000 if self.tfds_dataset._split_map[split].startswith("de")
-                        else 10)
+    def split_size(self, split):
+        return 1000 if self.tfds_dataset._split_map[split].startswith("de") else 10
+
+    monkeypatch.setattr(seqio.TfdsDataSource, "num_input_examples", split_size)
     src = mc4.Mc4Source()
     assert src.resolved_kind() == "tfds" and src.sizes("train") == {"de": 1000, "sw": 10}
     with tfds.testing.mock_data(num_examples=3, data_dir="/nonexistent-tfds-dir"):
