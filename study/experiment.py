@@ -128,7 +128,10 @@ class Experiment:
         return next(s for s in self.sizes if s.name == name)
 
     def train_length(self, key: str) -> Lengths:
-        return self.train_lengths.get(key, self.train_lengths["default"])
+        """Lengths of `key`; an alternative ('squad_v1_mlm') falls back to its task's."""
+        base = key.removesuffix("_mlm").removesuffix("_translate_train")
+        return self.train_lengths.get(key) or self.train_lengths.get(
+            base, self.train_lengths["default"])
 
     def eval_length(self, target: str) -> Lengths:
         return self.eval_lengths.get(target, self.eval_lengths["default"])

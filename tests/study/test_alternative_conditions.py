@@ -33,6 +33,8 @@ def test_tiny_grid_with_the_alternatives_builds(tmp_path: pathlib.Path):
     ]) + "\n")
     exp = experiment.load(str(path))
     assert exp.train_length("mnli_mlm").inputs == 64
+    assert exp.train_length("squad_v1_translate_train").inputs == 128  # default: no squad_v1
+
     cells = grid.build(exp, str(tmp_path / "study"))
     inter = {c.cell_id: c for c in cells if c.kind == "intermediate"}
     assert sorted(inter) == ["tiny/s0/mnli_mlm", "tiny/s0/mnli_translate_train",
@@ -42,3 +44,11 @@ def test_tiny_grid_with_the_alternatives_builds(tmp_path: pathlib.Path):
     assert by["tiny/s0/mnli_translate_train/xnli"].deps == ("tiny/s0/mnli_translate_train",)
     assert by["tiny/s0/mnli_mlm/xquad"].init_from == "tiny/s0/mnli_mlm"
     assert len(cells) == 3 + 4 * 2  # intermediate cells + (baseline + 3) x 2 targets
+
+
+def test_alternatives_take_their_tasks_lengths_unless_set():
+    exp = experiment.load("gin/study/study_base.gin", check_files=False)
+    assert exp.train_length("squad_v1_mlm") == exp.train_length("squad_v1")
+    assert exp.train_length("squad_v1_translate_train").targets == 512
+    assert exp.train_length("multitask_mlm") == exp.train_length("multitask")
+    assert exp.train_length("mnli_mlm") == exp.train_length("default")
