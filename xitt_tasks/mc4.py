@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import gzip
 import json
+import os
 import re
 from pathlib import Path
 
@@ -157,11 +158,13 @@ def _tfds_source(lang: str) -> seqio.TfdsDataSource:
 
 
 def _key(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
-    total = sum(p.stat().st_size for p in paths)
+    # tf.io.gfile: the same for a local or a gs:// data root (pathlib or epath paths).
+    stats = [(os.fspath(p), tf.io.gfile.stat(os.fspath(p))) for p in paths]
+    total = sum(st.length for _, st in stats)
     if total > MAX_FILES_BYTES:
-        raise ValueError(f"{paths[0].parent}: {total / 2**20:.0f} MiB of mC4 files for one "
+        raise ValueError(f"{stats[0][0]}: {total / 2**20:.0f} MiB of mC4 files for one "
                          f"language is too much to read into memory; set XITT_SOURCE=tfds")
-    return tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in paths)
+    return tuple((path, st.length, st.mtime_nsec) for path, st in stats)
 
 
 @functools.lru_cache(maxsize=256)
@@ -169,16 +172,18 @@ def _read_texts(key: tuple[tuple[str, int, int], ...]) -> tf.Tensor:
     """The `text` of every JSON line of the files in `key` (gzip when named .gz)."""
     texts = []
     for path, _, _ in key:
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    texts.append(json.loads(line)["text"])
-                except (ValueError, KeyError, TypeError) as e:
-                    raise ValueError(f"{path}:{number}: expected a JSON object with a string "
-                                     f"'text' (mC4 layout), got {line[:60]!r}") from e
+        with tf.io.gfile.GFile(path, "rb") as f:
+            data = f.read()
+        if path.endswith(".gz"):
+            data = gzip.decompress(data)
+        for number, line in enumerate(data.decode("utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                texts.append(json.loads(line)["text"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{number}: expected a JSON object with a string "
+                                 f"'text' (mC4 layout), got {line[:60]!r}") from e
     return tf.constant(texts, dtype=tf.string, shape=[len(texts)])
 
 

@@ -107,3 +107,21 @@ def test_required_files_for_the_preflight_check(tmp_path, monkeypatch):
     assert src.required_files("train") == [str(tmp_path / mc4.FILE_DIR)]
     monkeypatch.setenv(sources.SOURCE_ENV, "tfds")
     assert src.required_files("train") == []
+
+
+def test_gzipped_release_shards_are_read(tmp_path, monkeypatch):
+    import gzip
+
+    monkeypatch.setenv(sources.DATA_DIR_ENV, str(tmp_path))
+    folder = tmp_path / mc4.FILE_DIR
+    folder.mkdir(parents=True)
+    for i, texts in enumerate((["a b", "c d"], ["e f"])):
+        lines = "".join(json.dumps({"text": t, "url": "u"}) + "\n" for t in texts)
+        (folder / f"c4-sw.tfrecord-0000{i}-of-00002.json.gz").write_bytes(
+            gzip.compress(lines.encode("utf-8")))
+    src = mc4.Mc4Source()
+    assert src.languages() == ("sw",) and src.sizes("train") == {"sw": 3}
+    texts = [t.decode() for t in src.get_dataset("train",
+                                                  shuffle=False).take(3)
+             .map(lambda ex: ex["text"]).as_numpy_iterator()]
+    assert sorted(texts) == ["a b", "c d", "e f"]
