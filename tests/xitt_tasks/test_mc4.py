@@ -121,7 +121,6 @@ def test_gzipped_release_shards_are_read(tmp_path, monkeypatch):
             gzip.compress(lines.encode("utf-8")))
     src = mc4.Mc4Source()
     assert src.languages() == ("sw",) and src.sizes("train") == {"sw": 3}
-    texts = [t.decode() for t in src.get_dataset("train",
-                                                  shuffle=False).take(3)
-             .map(lambda ex: ex["text"]).as_numpy_iterator()]
+    ds = src.get_dataset("train", shuffle=False).take(3).map(lambda ex: ex["text"])
+    texts = [t.decode() for t in ds.as_numpy_iterator()]
     assert sorted(texts) == ["a b", "c d", "e f"]
