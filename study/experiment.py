@@ -28,7 +28,12 @@ INTERMEDIATE_TASKS = ("anli_plus", "mnli", "qqp", "squad_v2", "squad_v1", "hella
 MULTITASK = "multitask"
 BASELINE = "baseline"
 INTER_PREFIX = "xitt.inter."
-CONDITIONS = (BASELINE, *(INTER_PREFIX + t for t in INTERMEDIATE_TASKS), INTER_PREFIX + MULTITASK)
+# X-STILTs' two alternatives (xitt_tasks.mc4, xitt_tasks.translate_train; docs/protocol.md):
+# each intermediate task mixed with mC4 span corruption, and machine-translated MNLI / SQuAD.
+ALTERNATIVES = (*(t + "_mlm" for t in (*INTERMEDIATE_TASKS, MULTITASK)),
+                "mnli_translate_train", "squad_v1_translate_train")
+CONDITIONS = (BASELINE, *(INTER_PREFIX + t for t in INTERMEDIATE_TASKS), INTER_PREFIX + MULTITASK,
+              *(INTER_PREFIX + t for t in ALTERNATIVES))
 SELECTIONS = ("en_dev", "all_dev", "last")
 OPTIMIZER_STATES = ("restore", "reset")
 XCOPA_RECIPES = ("siqa_copa", "copa")
@@ -123,7 +128,10 @@ class Experiment:
         return next(s for s in self.sizes if s.name == name)
 
     def train_length(self, key: str) -> Lengths:
-        return self.train_lengths.get(key, self.train_lengths["default"])
+        """Lengths of `key`; an alternative ('squad_v1_mlm') falls back to its task's."""
+        base = key.removesuffix("_mlm").removesuffix("_translate_train")
+        return self.train_lengths.get(key) or self.train_lengths.get(
+            base, self.train_lengths["default"])
 
     def eval_length(self, target: str) -> Lengths:
         return self.eval_lengths.get(target, self.eval_lengths["default"])
@@ -325,7 +333,8 @@ def from_fields(fields: Mapping[str, Any], *, path: str = "<experiment>", sha256
     retrieval_layer = c.get("retrieval_layer", None)
     if retrieval_layer is not None:
         c.pos_int("retrieval_layer", retrieval_layer, zero=True)
-    train_keys = ("default", *INTERMEDIATE_TASKS, MULTITASK, *TARGETS, "xcopa_siqa")
+    train_keys = ("default", *INTERMEDIATE_TASKS, MULTITASK, *ALTERNATIVES, *TARGETS,
+                  "xcopa_siqa")
     max_examples = c.get("eval_max_examples", None)
     if max_examples is not None:
         c.pos_int("eval_max_examples", max_examples)

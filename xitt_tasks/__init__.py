@@ -3,17 +3,20 @@
 Names (see README.md): `xitt.inter.<task>` intermediate tasks and `xitt.inter.multitask`;
 `xitt.<target>.train.<name>` training tasks, `xitt.<target>.<lang>` evaluation tasks,
 `xitt.<target>.all_langs` and `xitt.<target>.zeroshot` mixtures; `.rank` variants of
-multiple-choice tasks.
+multiple-choice tasks; `xitt.mc4` (span corruption), `xitt.inter.<task>_mlm` and
+`xitt.inter.<task>_translate_train` (X-STILTs' alternatives).
 """
 import seqio
 
 from xitt_tasks import (
     intermediate,
     languages,
+    mc4,
     targets_classification,
     targets_qa,
     targets_retrieval,
     targets_structured,
+    translate_train,
 )
 
 TARGETS = ("xnli", "xcopa", "udpos", "wikiann", "xquad", "mlqa", "tydiqa", "mewslix", "lareqa",
@@ -27,6 +30,8 @@ def register_all() -> None:
     targets_structured.register()
     targets_qa.register()
     targets_retrieval.register()
+    mc4.register()  # X-STILTs' alternatives: intermediate tasks + mC4 span corruption,
+    translate_train.register()  # and machine-translated intermediate data
 
 
 def eval_task_name(target: str, lang: str) -> str:

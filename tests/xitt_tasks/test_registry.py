@@ -65,7 +65,9 @@ def test_every_task_yields_a_formatted_example_on_every_split():
                 ds = step(ds)
             ex = next(iter(ds.take(1).as_numpy_iterator()), None)
             assert ex is not None, f"{name}[{split}] is empty"
-            assert ex["inputs"], f"{name}[{split}] has empty inputs"
+            # xitt.mc4 has text only (`targets`): span corruption makes its inputs after
+            # tokenization (its own tests, test_mc4.py, cover the whole pipeline).
+            assert ex["inputs" if "inputs" in ex else "targets"], f"{name}[{split}] is empty"
 
 
 @pytest.mark.parametrize("name", REPRESENTATIVE_TASKS)
@@ -154,6 +156,6 @@ def test_multitask_rates_are_examples_proportional_with_cap():
 
 def test_tfds_builders_are_pinned():
     for name in TASKS:
-        spec = seqio.get_mixture_or_task(name).source.tfds
+        spec = getattr(seqio.get_mixture_or_task(name).source, "tfds", None)  # mC4: test_mc4
         if spec is not None:
             assert ":" in spec.name and spec.name.split(":")[1].count(".") == 2, name

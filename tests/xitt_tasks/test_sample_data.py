@@ -54,11 +54,23 @@ def expected_files() -> dict[str, str]:
     f["glue/MNLI/train.tsv"] = f["glue/MNLI/dev_matched.tsv"] = "mnli"
     f["hellaswag/hellaswag_train.jsonl"] = f["hellaswag/hellaswag_val.jsonl"] = "jsonl"
     f["cosmosqa/train.csv"] = f["cosmosqa/valid.csv"] = "cosmos"
+    # X-STILTs' alternatives: XTREME's translations (bucket layout) and an mC4-like corpus
+    for lang in (x for x in L.XNLI if x != "en"):
+        f[f"xtreme_translations/XNLI/translate-train/en-{lang}-translated.tsv"] = "nli_translated"
+    for lang in (x for x in L.XQUAD if x not in ("en", "ro")):
+        f[f"xtreme_translations/SQuAD/translate-train/squad.translate.train.en-{lang}.json"] = \
+            "squad"
+    for lang in make_sample.MC4_DOCS:
+        for split in ("", "-validation"):
+            f[f"mc4/multilingual/c4-{lang}{split}.tfrecord-00000-of-00001.json"] = "jsonl"
     return f
 
 
 def parse(rel: str, kind: str) -> list:
     path = ROOT / rel
+    if kind == "nli_translated":
+        return list(readers.read_tsv(path, ("premise_en", "hypothesis_en", "premise",
+                                            "hypothesis", "label")))
     if kind in ("nli3", "nli2"):
         cols = ("premise", "hypothesis", "label")[: 3 if kind == "nli3" else 2]
         return list(readers.read_tsv(path, cols, quoting=True))
@@ -112,6 +124,7 @@ def test_evaluation_languages_have_3_to_8_examples_and_english_trains_40_to_100(
     for rel, records in parsed.items():
         english_train = "train" in rel and rel.endswith(("en.tsv", "en.json", "en.jsonl")) or \
             rel.startswith(("squad/train", "glue/", "snli/", "hellaswag/hellaswag_train",
+                            "xtreme_translations/",  # translated training sets
                             "cosmosqa/train", "commonsenseqa/train", "siqa/train", "ccg/train"))
         if english_train and "dev" not in rel:
             assert 32 <= len(records) <= 100, rel
@@ -137,7 +150,7 @@ def test_every_language_of_every_task_has_text_in_its_script(parsed):
 def test_squad_answer_offsets_point_at_the_answer(parsed):
     n = 0
     for rel, records in parsed.items():
-        if rel.endswith(".json"):
+        if expected_files()[rel] == "squad":
             for r in records:
                 for text, start in zip(r["answers"], r["answer_starts"]):
                     assert r["context"][start:start + len(text)] == text

@@ -11,7 +11,7 @@ from xitt_tasks.targets_qa import TYDIQA_NAMES
 LENGTHS = {"inputs": 32, "targets": 16}
 MISSING_DIR = "/nonexistent-tfds-dir"
 TFDS_TASKS = sorted(n for n in seqio.TaskRegistry.names() if n.startswith("xitt.")
-                    and seqio.get_mixture_or_task(n).source.tfds is not None)
+                    and getattr(seqio.get_mixture_or_task(n).source, "tfds", None) is not None)
 
 
 def _builder(task_name):

@@ -458,9 +458,49 @@ def _mewslix(s: Sample) -> None:
     s.jsonl("mewslix/candidate_set_entities.jsonl", list(entities.values()))
 
 
+# --- X-STILTs' alternatives: translate-train and an mC4-like corpus ------------------------
+# Their texts stay out of `texts` (the CPU vocabulary's corpus, which must not change): they
+# reuse the lexicons' words, which the vocabulary already covers.
+
+MC4_DOCS = {"en": 48, "de": 24, "ru": 16, "zh": 12, "hi": 8, "sw": 4}  # skewed, like mC4
+
+
+def _translate_train(s: Sample) -> None:
+    """XTREME's translations (bucket layout): MNLI -> XNLI languages, SQuAD -> XQuAD's."""
+    for lang in (x for x in L.XNLI if x != "en"):
+        name = f"xtreme_translations/XNLI/translate-train/en-{lang}-translated.tsv"
+        rng_en, rng_l = _rng(name), _rng(name)  # same draws: the same examples, translated
+        rows = []
+        for _ in range(N_TRAIN // 2):
+            (a, b, c), (ta, tb, _) = (nli_pair(LEXICONS["en"], rng_en),
+                                      nli_pair(LEXICONS[lang], rng_l))
+            rows.append([a, b, ta, tb, "contradictory" if c == "contradiction" else c])
+        s.tsv(name, rows, csv_style=False)
+    scratch = Sample()  # squad_file records its texts: keep them out of the vocabulary corpus
+    for lang in (x for x in L.XQUAD if x not in ("en", "ro")):
+        squad_file(scratch, f"xtreme_translations/SQuAD/translate-train/"
+                   f"squad.translate.train.en-{lang}.json", LEXICONS[lang], N_TRAIN // 4,
+                   id_prefix="squad-translate-train")
+    s.files.update(scratch.files)
+
+
+def _mc4(s: Sample) -> None:
+    """mC4's JSON-lines layout (`text`, `timestamp`, `url`), train and validation shards."""
+    for lang, n in MC4_DOCS.items():
+        for split, count in (("", n), ("-validation", 2)):
+            name = f"mc4/multilingual/c4-{lang}{split}.tfrecord-00000-of-00001.json"
+            rng = _rng(name)
+            s.jsonl(name, [{"text": " ".join(random_clause(LEXICONS[lang], rng).text
+                                             for _ in range(2 + rng.randrange(4))),
+                            "timestamp": "2020-01-01T00:00:00Z",
+                            "url": f"https://example.org/{lang}/{split or 'train'}/{i}"}
+                           for i in range(count)])
+
+
 def build() -> Sample:
     s = Sample()
-    for part in (_nli, _qqp, _multiple_choice, _tagging, _qa, _tatoeba, _mewslix):
+    for part in (_nli, _qqp, _multiple_choice, _tagging, _qa, _tatoeba, _mewslix,
+                 _translate_train, _mc4):
         part(s)
     return s
 
