@@ -151,9 +151,24 @@ def _intermediate() -> list[Release]:
     return out
 
 
+def _translations() -> list[Release]:
+    """XTREME's translate-train files (X-STILTs' alternative; the URLs TFDS's `xtreme_xnli` and
+    `xquad` builders download), kept in the bucket's layout under the data root."""
+    from xitt_tasks import translate_train
+
+    bucket = "https://storage.googleapis.com"
+    return (_files("mnli_translate_train", f"{bucket}/{translate_train.XNLI_DIR}",
+                   {f"en-{lang}-translated.tsv": translate_train.xnli_path(lang)
+                    for lang in translate_train.MNLI_LANGUAGES}, "XTREME translations bucket")
+            + _files("squad_v1_translate_train", f"{bucket}/{translate_train.SQUAD_DIR}",
+                     {f"squad.translate.train.en-{lang}.json": translate_train.squad_path(lang)
+                      for lang in translate_train.SQUAD_LANGUAGES},
+                     "XTREME translations bucket"))
+
+
 def releases() -> list[Release]:
     """Every download of the data root."""
-    return _targets() + _intermediate()
+    return _targets() + _intermediate() + _translations()
 
 
 MANUAL = (

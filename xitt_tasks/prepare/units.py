@@ -40,7 +40,11 @@ def group_of(task: str) -> str:
 
 
 def groups() -> tuple[str, ...]:
-    return (*xitt_tasks.TARGETS, *intermediate.INTERMEDIATE_TASKS)
+    from xitt_tasks import translate_train
+
+    return (*xitt_tasks.TARGETS, *intermediate.INTERMEDIATE_TASKS,
+            *(translate_train.task_name(t)[len(intermediate.PREFIX):]
+              for t in translate_train.TRANSLATED))
 
 
 def _selected(group: str, only: set[str] | None) -> bool:
