@@ -414,7 +414,7 @@ def fit_trend(x: Sequence[float], ests: Sequence[Est], x_new: float | None = Non
     intercept = float(np.mean([e.point for e in ests]) - slope.point * x.mean())
     if x_new is None:
         return slope, intercept, None
-    coefs = 1.0 / len(x) + (x - x.mean()) * (x_new - x.mean()) * w / w.dot(x - x.mean())
+    coefs = 1.0 / len(x) + w * (x_new - x.mean())
     return slope, intercept, combine(list(ests), list(coefs))
 
 

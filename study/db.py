@@ -93,7 +93,7 @@ class PerExample:
     aggregation: str = "mean"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "example_ids", tuple(str(i) for i in self.example_ids))
+        object.__setattr__(self, "example_ids", tuple(map(str, self.example_ids)))
         object.__setattr__(self, "scores", np.asarray(self.scores, dtype=np.float64))
 
     def __eq__(self, other: object) -> bool:
