@@ -5,7 +5,8 @@
   python -m study run-cell EXPERIMENT.gin --cell CELL_ID [--study_dir DIR] [--db FILE]
   python -m study status EXPERIMENT.gin [--study_dir DIR]
   python -m study report [--study_dir DIR] [--out DIR]
-  python -m study simulate [--studies N] [--true_slope B] [--seeds R] [--json] [--fit_power]
+  python -m study simulate [--studies N] [--true_slope B] [--seeds R] [--json]
+  python -m study simulate --fit_power SIMULATE.json [...]
   python -m study plan EXPERIMENT.gin --detect_slope -1.0 --power 0.8 [--sizes a,b,...]
 
 `--study_dir` defaults to `study_runs/<experiment name>`; it holds the results database
@@ -79,8 +80,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_sim.add_argument("--seed", type=int, default=0, help="study i uses seed + i")
     p_sim.add_argument("--workers", type=int, default=2)
     p_sim.add_argument("--json", action="store_true")
-    p_sim.add_argument("--fit_power", action="store_true",
-                       help="refit study/data/power_fit.json (the planner's kappa)")
+    p_sim.add_argument("--fit_power", nargs="+", metavar="SIMULATE_JSON",
+                       help="refit study/data/power_fit.json (the planner's kappa) from "
+                       "saved --json outputs")
     p_plan = sub.add_parser("plan", help="seeds, sizes and chip-hours to detect a slope")
     p_plan.add_argument("experiment")
     p_plan.add_argument("--detect_slope", type=float, required=True)

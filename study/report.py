@@ -16,7 +16,7 @@ from study import analysis as an
 from study import plots
 from study.analysis import BEST, CATEGORIES, OVERALL, Analysis, Missing
 from study.db import ResultsDB
-from study.variance import Est
+from study.variance import ONE_SEED, Est
 
 REPORT_FILE = "report.md"
 ROWS_FILE = "rows.tsv"
@@ -120,6 +120,9 @@ def render(result: Analysis, cells, db_path, schema, share_fits, mc4, figures,
             "by simulation in docs/analysis.md. With one seed there is no interval.",
             "Recipes: " + ", ".join(f"{t} {result.recipes[t]}" for t in result.targets)
             + " (raw: XCOPA trained on COPA only / Tatoeba with the pretrained encoder).", ""]
+    if any(isinstance(v, Est) and v.why == ONE_SEED for v in result.gains.values()):
+        out += ["One seed per arm: no interval anywhere (seed variance cannot be estimated "
+                "from one seed); the numbers below are point estimates only.", ""]
     out += ["## Answer", "", result.answer, ""]
     out += _secondary(result)
     out += _completeness(result)
@@ -226,7 +229,8 @@ def _trend_section(result: Analysis, figures) -> list[str]:
             t = result.trends[(cond, lvl)]
             name = "best task per target" if cond == BEST else cond
             if isinstance(t, Missing):
-                body.append([name, lvl, "-", "-", f"n/a: {t.reason}", "-", "-"])
+                role = "**primary**" if (cond, lvl) == result.primary else "exploratory"
+                body.append([name, lvl, role, "-", f"n/a: {t.reason}", "-", "-"])
                 continue
             forecast = "-"
             if t.forecast is not None:

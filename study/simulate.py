@@ -232,29 +232,27 @@ def summarize(spec: SimSpec, outcomes: Sequence[StudyOutcome]) -> dict:
     }
 
 
-FIT_DESIGNS = ((3, ("base", "large", "xl", "xxl")), (2, ("base", "large", "xl", "xxl")),
-               (3, ("base", "xl", "xxl")), (4, ("base", "xxl")))
-
-
-def fit_power(studies: int, *, workers: int = 2, seed: int = 0) -> dict:
-    """kappa = simulated Var(slope) / the power model's Var(slope), over FIT_DESIGNS at a true
-    slope of 0 (study/plan.py uses it for the real study's design)."""
+def fit_power(summaries: Sequence[dict]) -> dict:
+    """kappa = simulated Var(slope - truth) / the power model's Var(slope), pooled over the
+    designs of saved `simulate --json` outputs (study/plan.py scales its variance by it)."""
     from study import plan
 
     designs, emp, mod = [], 0.0, 0.0
-    for seeds, sizes in FIT_DESIGNS:
-        spec = SimSpec(seeds=seeds, sizes=sizes)
-        out = simulate(spec, studies, seed=seed, workers=workers)
-        err = np.array([o.slope - o.truth for o in out])
-        x = np.log10([SIZES[s] for s in sizes])
+    for summary in summaries:
+        spec = SimSpec(**{k: tuple(v) if isinstance(v, list) else v
+                          for k, v in summary["spec"].items()})
+        x = np.log10([SIZES[s] for s in spec.sizes])
         noise = plan.Noise(spec.seed_sd, spec.run_sd, {t: spec.items for t in _weights()},
                            {t: spec.languages for t in _weights()})
-        model = sum(plan.components(noise)) / (seeds * float(((x - x.mean()) ** 2).sum()))
-        emp, mod = emp + float(err.var(ddof=1)), mod + model
-        designs.append({"seeds": seeds, "sizes": list(sizes), "studies": studies,
-                        "simulated_var": float(err.var(ddof=1)), "model_var": model})
-    return {"kappa": emp / mod, "designs": designs,
-            "command": f"python -m study simulate --fit_power --studies {studies}"}
+        model = sum(plan.components(noise)) / (spec.seeds * float(((x - x.mean()) ** 2).sum()))
+        n = summary["studies"]
+        emp, mod = emp + n * summary["sd_slope"] ** 2, mod + n * model
+        designs.append({"seeds": spec.seeds, "sizes": list(spec.sizes), "studies": n,
+                        "true_slope": spec.true_slope,
+                        "simulated_var": summary["sd_slope"] ** 2, "model_var": model})
+    if not designs:
+        raise ValueError("--fit_power: give one or more saved `simulate --json` outputs")
+    return {"kappa": emp / mod, "designs": designs}
 
 
 def main(args) -> int:
@@ -265,7 +263,15 @@ def main(args) -> int:
     if args.studies < 1 or args.workers < 1:
         raise ValueError(f"--studies {args.studies} --workers {args.workers}: expected >= 1")
     if args.fit_power:
-        fit = fit_power(args.studies, workers=args.workers, seed=args.seed)
+        summaries = []
+        for name in args.fit_power:
+            try:
+                summaries.append(json.loads(pathlib.Path(name).read_text(encoding="utf-8")))
+            except (OSError, ValueError) as e:
+                raise ValueError(f"--fit_power {name}: {e}; expected a saved `python -m "
+                                 "study simulate --json` output") from None
+        fit = fit_power(summaries)
+        fit["command"] = "python -m study simulate --fit_power " + " ".join(args.fit_power)
         path = pathlib.Path(__file__).parent / "data" / "power_fit.json"
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(fit, indent=1) + "\n", encoding="utf-8")
