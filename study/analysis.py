@@ -7,10 +7,11 @@ target) whose cells are not all done with every language is *incomplete*: it is 
 `Missing(reason)` and every level above it is Missing too; nothing is ever averaged over what
 is there.
 
-The answer speaks of the experiment's declared primary endpoint only (recorded in the
-database's meta by the runner, `record_primary_endpoint`); every other trend is a secondary,
-exploratory family with Holm-adjusted p-values. Intervals: study/variance.py (training seeds
-and shared test items, t multipliers), proven calibrated by study/simulate.py.
+The answer speaks of the experiment's declared primary endpoint only (the runner records it
+in the database's meta under PRIMARY_META and refuses to change it once a cell has finished);
+every other trend is a secondary, exploratory family with Holm-adjusted p-values.
+Intervals: study/variance.py (training seeds and shared test items, t multipliers), proven
+calibrated by study/simulate.py.
 
 Score definitions are eval/xtreme_r.py's (a task score is the mean over its languages of its
 metric; QA: (mean F1 + mean EM) / 2; category means; overall = mean of the four category
@@ -132,19 +133,6 @@ def task_metrics(target: str) -> tuple[str, ...]:
         raise ValueError(f"unknown XTREME-R target {target!r}; expected one of "
                          f"{sorted(TARGET_METRICS)}")
     return TARGET_METRICS[target]
-
-
-def record_primary_endpoint(db: ResultsDB, endpoint: dict[str, str]) -> None:
-    """Store the experiment's primary endpoint in the database; refuse to change it once a
-    cell has finished (a primary endpoint chosen after seeing results is not primary)."""
-    new = json.dumps({"condition": endpoint["condition"], "measure": endpoint["measure"]},
-                     sort_keys=True)
-    old = db.meta().get(PRIMARY_META)
-    if old is not None and old != new and any(c.status == "done" for c in db.cells()):
-        raise ValueError(f"{db.path}: primary_endpoint {new} differs from the one declared "
-                         f"when the study started ({old}); it cannot change once a cell has "
-                         "finished (start a new study directory to ask another question)")
-    db.set_meta(PRIMARY_META, new)
 
 
 def _declared_primary(db: ResultsDB, primary) -> tuple[tuple[str, str] | None, str]:

@@ -157,7 +157,9 @@ def combine(ests: Sequence[Est], coefs: Sequence[float]) -> Est:
             out[key] = out[key] + c * block
     seeds = {b.shape[0] for b in out.values()}
     if len(seeds) > 1:
-        return Est(point, None, f"no interval: parts with {sorted(seeds)} seeds")
+        fewest = sorted(k for k, b in out.items() if b.shape[0] == min(seeds))
+        return Est(point, None, f"no interval: {', '.join(fewest)} with {min(seeds)} seed(s) "
+                   f"beside parts with {max(seeds)} (seed r must be present in every part)")
     if seeds == {1}:
         return Est(point, None, ONE_SEED)
     return Est(point, out)

@@ -1,5 +1,6 @@
 """The report from a synthetic database: tables, valid PNGs, marks, banner, numbers = DB rows."""
 
+import json
 import math
 import re
 import struct
@@ -29,8 +30,8 @@ def built(tmp_path_factory):
                             conditions=("mnli", "squad", "multitask"), seeds=(0, 1),
                             truth=_truth, n=60, targets=("xnli", "xquad"),
                             incomplete=("tiny2", "squad", "xquad"))
-    an.record_primary_endpoint(db, {"condition": "xitt.inter.multitask",
-                                    "measure": "overall_gain"})
+    db.set_meta(an.PRIMARY_META, json.dumps({"condition": "xitt.inter.multitask",
+                                             "measure": "overall_gain"}, sort_keys=True))
     db.close()
     path = report.write_report(root / "results.sqlite", root / "report")
     return root, path, path.read_text()

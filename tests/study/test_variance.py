@@ -53,6 +53,8 @@ def test_combine_refuses_intervals_across_unequal_seed_counts_and_one_seed():
     two, three = Est(1.0, {"t": np.ones((2, 4))}), Est(2.0, {"t": np.ones((3, 4))})
     diff = three - two
     assert diff.point == 1.0 and diff.ci() is None and "2 and 3 seeds" in diff.why
+    mixed = va.combine([two, Est(1.0, {"u": np.ones((3, 2))})], [1.0, 1.0])
+    assert mixed.why.startswith("no interval: t with 2 seed(s) beside parts with 3")
     one = va.combine([Est(1.0, {"t": np.ones((1, 4))})], [1.0])
     assert one.ci() is None and one.why == va.ONE_SEED
     assert va.mean_of([two, Est(3.0, None, "no interval: no per-example scores")]).why == \
