@@ -15,9 +15,10 @@ independently sampled item sets (a translated target, or one language of another
 
     V = V_seed + V_item - V_int   (= R*K*(MS_seed + MS_item - MS_int) with one stratum)
 
-floored at max(V_seed, V_item) (each alone is an unbiased lower bound), with Satterthwaite's
-degrees of freedom and a t multiplier, which is what keeps 2-3 seeds calibrated (proven by
-`python -m study simulate`). One seed leaves seed variance unestimable: no interval.
+with the item term V_item - V_int clipped at 0 (V_seed, from the R seed totals, is unbiased
+for the variance given the items, with R - 1 df), Satterthwaite's degrees of freedom and a t
+multiplier, which is what keeps 2-3 seeds calibrated (proven by `python -m study simulate`).
+One seed leaves seed variance unestimable: no interval.
 """
 
 from __future__ import annotations
@@ -188,12 +189,13 @@ def spread(blocks: Mapping[str, np.ndarray]) -> Spread:
         v_int += r * n * float((resid ** 2).sum()) / ((r - 1) * (n - 1))
         df_item += n - 1
         df_int += (r - 1) * (n - 1)
+    # V_seed alone is unbiased for Var(point | items) with exactly R - 1 df (the seed totals
+    # are independent given the items); the item term adds the items' main effects and is
+    # clipped at 0 (not flooring at V_item: its many df would hide how little 2-3 seeds say).
+    if v_item - v_int <= 0:
+        return Spread(v_seed, float(r - 1))
     var = v_seed + v_item - v_int
-    floor, floor_df = max((v_seed, r - 1), (v_item, max(df_item, 1.0)))
-    if var <= floor:
-        return Spread(floor, float(floor_df))
-    denom = v_seed ** 2 / (r - 1) + (v_item ** 2 / df_item if df_item else 0.0) + (
-        v_int ** 2 / df_int if df_int else 0.0)
+    denom = v_seed ** 2 / (r - 1) + v_item ** 2 / df_item + v_int ** 2 / df_int
     df = var ** 2 / denom if denom > 0 else float(r - 1)
     return Spread(var, float(max(df, 1.0)))
 
