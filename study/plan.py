@@ -3,15 +3,17 @@
     python -m study plan EXPERIMENT.gin --detect_slope -1.0 --power 0.8 [--sizes base,large,...]
 
 Power model (fitted to the simulator, not brute force): the primary slope is the OLS slope of
-per-size overall gains, so Var(slope) = v1 / (R * Sxx), v1 = one seed's per-size gain
+per-size overall gains, so Var(slope) = kappa * v1 / (R * Sxx), v1 = one seed's per-size gain
 variance = 2 x (run_sd^2 + seed_sd^2 * sum_t w_t^2)  [training seeds, both arms]
          + sum_t w_t^2 / L_t^2 * sum_l 2 p(1-p) 1e4 / n_t  [test-item noise],
 w_t a target's weight in the XTREME-R overall score, L_t its languages, n_t its items per
-language. The analysis' interval is a t interval with Satterthwaite df (seed part R-1 df),
-so power = P(noncentral t(df, slope / sd) < -t_crit). `kappa` (actual / modelled variance)
-is fitted by `python -m study simulate --fit_power` and stored in study/data/power_fit.json;
-the docs compare this model's power with simulated power. Seed and run spreads for the real
-study are assumptions (flags), stated in the output.
+language. The analysis' interval of a slope is a t interval with R - 1 df (item effects
+that do not change with size cancel), so
+    power = P(noncentral t(R - 1, slope / sd) < -t_crit).
+`kappa` (simulated / modelled variance) is fitted by `python -m study simulate --fit_power
+SAVED.json ...` from saved simulations and stored in study/data/power_fit.json; the docs
+compare this model's power with simulated power. Seed and run spreads for the real study are
+assumptions (flags), stated in the output.
 """
 
 from __future__ import annotations
@@ -79,11 +81,10 @@ def power(slope: float, log_params: Sequence[float], seeds: int, noise: Noise,
         return 0.0
     x = np.asarray(log_params, dtype=np.float64)
     sxx = float(((x - x.mean()) ** 2).sum())
-    seed_v, item_v = components(noise)
-    var = kappa * (seed_v + item_v) / (seeds * sxx)
-    v_s, v_i = seed_v / (seeds * sxx), item_v / (seeds * sxx)
-    big = 10_000.0  # the item part is estimated from thousands of items x seeds
-    df = (v_s + v_i) ** 2 / (v_s ** 2 / (seeds - 1) + v_i ** 2 / big)
+    var = kappa * sum(components(noise)) / (seeds * sxx)
+    # Item effects constant across sizes cancel in a slope: the estimate of its variance is
+    # then the seed totals' (study/variance.py), with R - 1 df.
+    df = seeds - 1
     t_crit = stats.t.ppf(0.5 + level / 2, df)
     return float(stats.nct.cdf(-t_crit, df, slope / math.sqrt(var)))
 
