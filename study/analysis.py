@@ -448,11 +448,14 @@ def holm_adjust(trends: dict, exclude: tuple[str, str] | None) -> None:
         trends[key] = dataclasses.replace(trends[key], p_adjusted=running)
 
 
-def _interval_text(est: Est, level: float) -> str:
+def _interval_text(est: Value, level: float, unit: str = "") -> str:
+    """'+1.23 [+0.40, +2.91]' (with a unit after each number), or why there is no interval."""
+    if isinstance(est, Missing):
+        return est.reason
     ci = est.ci(level)
     if ci is None:
-        return f"{est.point:+.2f} ({est.no_interval()})"
-    return f"{est.point:+.2f} [{ci[0]:+.2f}, {ci[1]:+.2f}]"
+        return f"{est.point:+.2f}{unit} ({est.no_interval()})"
+    return f"{est.point:+.2f}{unit} [{ci[0]:+.2f}{unit}, {ci[1]:+.2f}{unit}]"
 
 
 def answer_sentence(trends: dict, gains: dict, rer: dict, primary: tuple[str, str] | None,
@@ -475,10 +478,8 @@ def answer_sentence(trends: dict, gains: dict, rer: dict, primary: tuple[str, st
         head += f" ({'; '.join(s.split(' ')[0] for s in trend.excluded)} left out: incomplete)"
     largest = trend.sizes[-1]
     at = (f"; at {largest} the gain is {_interval_text(gains[(largest, cond, lvl)], level)} "
-          f"points, a relative error reduction of "
-          f"{_interval_text(rer[(largest, cond, lvl)], level).replace(' [', '% [', 1)}")
-    if "%" not in at:
-        at = at.replace(" (", "% (", 1)
+          "points, a relative error reduction of "
+          f"{_interval_text(rer[(largest, cond, lvl)], level, '%')}")
     ci = trend.slope.ci(level)
     if ci is None:
         return f"{head}; {trend.slope.no_interval()}, so no conclusion{at}."
