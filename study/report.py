@@ -116,8 +116,8 @@ def render(result: Analysis, cells, db_path, schema, share_fits, mc4, figures,
                         if status[s]) + ".",
             f"Intervals: {pct} t intervals from the variance components of training seeds "
             "and test items (seed r of every arm paired; translated targets' items clustered "
-            "across languages), Satterthwaite degrees of freedom; their calibration is shown "
-            "by simulation in docs/analysis.md. With one seed there is no interval.",
+            "across languages), t with R - 1 degrees of freedom for R seeds; their calibration "
+            "is shown by simulation in docs/analysis.md. With one seed there is no interval.",
             "Recipes: " + ", ".join(f"{t} {result.recipes[t]}" for t in result.targets)
             + " (raw: XCOPA trained on COPA only / Tatoeba with the pretrained encoder).", ""]
     if any(isinstance(v, Est) and v.why == ONE_SEED for v in result.gains.values()):

@@ -16,8 +16,8 @@ independently sampled item sets (a translated target, or one language of another
     V = V_seed + V_item - V_int   (= R*K*(MS_seed + MS_item - MS_int) with one stratum)
 
 with the item term V_item - V_int clipped at 0 (V_seed, from the R seed totals, is unbiased
-for the variance given the items, with R - 1 df), Satterthwaite's degrees of freedom and a t
-multiplier, which is what keeps 2-3 seeds calibrated (proven by `python -m study simulate`).
+for the variance given the items, with R - 1 df) and a t multiplier with R - 1 df, which is
+what keeps 2-3 seeds calibrated (proven by `python -m study simulate`).
 One seed leaves seed variance unestimable: no interval.
 """
 
@@ -173,12 +173,11 @@ def mean_of(ests: Sequence[Est]) -> Est:
 
 
 def spread(blocks: Mapping[str, np.ndarray]) -> Spread:
-    """Variance of sum(blocks) and its Satterthwaite df (see the module docstring)."""
+    """Variance of sum(blocks) and its degrees of freedom (see the module docstring)."""
     z_seed = sum(b.sum(axis=1) for b in blocks.values())      # [R] seed totals
     r = len(z_seed)
     v_seed = r * float(np.var(z_seed, ddof=1))
     v_item = v_int = 0.0
-    df_item = df_int = 0.0
     for b in blocks.values():
         n = b.shape[1]
         if n < 2:
@@ -187,17 +186,12 @@ def spread(blocks: Mapping[str, np.ndarray]) -> Spread:
         v_item += n * float(np.var(totals, ddof=1))
         resid = (b - b.mean(axis=1, keepdims=True) - b.mean(axis=0, keepdims=True) + b.mean())
         v_int += r * n * float((resid ** 2).sum()) / ((r - 1) * (n - 1))
-        df_item += n - 1
-        df_int += (r - 1) * (n - 1)
     # V_seed alone is unbiased for Var(point | items) with exactly R - 1 df (the seed totals
-    # are independent given the items); the item term adds the items' main effects and is
-    # clipped at 0 (not flooring at V_item: its many df would hide how little 2-3 seeds say).
-    if v_item - v_int <= 0:
-        return Spread(v_seed, float(r - 1))
-    var = v_seed + v_item - v_int
-    denom = v_seed ** 2 / (r - 1) + v_item ** 2 / df_item + v_int ** 2 / df_int
-    df = var ** 2 / denom if denom > 0 else float(r - 1)
-    return Spread(var, float(max(df, 1.0)))
+    # are independent given the items); the item term adds the items' main effects, clipped
+    # at 0. The df stay R - 1: Satterthwaite's df, computed from the same noisy components,
+    # grow exactly when V_seed happens to come out small, and simulated studies showed the
+    # resulting intervals too narrow (coverage 92.5-92.8%).
+    return Spread(v_seed + max(0.0, v_item - v_int), float(r - 1))
 
 
 def arm_blocks(per_seed: Sequence[Sequence[tuple[str, np.ndarray, np.ndarray]]],
