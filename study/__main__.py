@@ -133,6 +133,12 @@ def _recorded_primary(db_path: str) -> dict[str, str] | None:
     return experiment.load(path, check_files=False).primary_endpoint.as_dict()
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from study import simulate
+
+    return simulate.main(args)
+
+
 def _plan(args: argparse.Namespace) -> int:
     from study import experiment, plan
     from tpu_scripts import cost, topology  # the entry point wires costing into the planner
@@ -152,12 +158,8 @@ def _plan(args: argparse.Namespace) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     from study import experiment, grid
 
-    if args.command == "simulate":
-        from study import simulate
-
-        return simulate.main(args)
-    if args.command == "plan":
-        return _plan(args)
+    if args.command in ("simulate", "plan"):
+        return _simulate(args) if args.command == "simulate" else _plan(args)
 
     if args.command == "report":
         from study import report
