@@ -34,7 +34,7 @@ def _series(result: Analysis) -> list[str]:
 
 
 def _label(cond: str) -> str:
-    return "best task per target" if cond == BEST else cond
+    return "best task per target (exploratory)" if cond == BEST else cond
 
 
 def _err(est: Est, level: float) -> tuple[float, float]:
