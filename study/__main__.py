@@ -5,6 +5,9 @@
   python -m study run-cell EXPERIMENT.gin --cell CELL_ID [--study_dir DIR] [--db FILE]
   python -m study status EXPERIMENT.gin [--study_dir DIR]
   python -m study report [--study_dir DIR] [--out DIR]
+  python -m study simulate [--studies N] [--true_slope B] [--seeds R] [--json]
+  python -m study simulate --fit_power SIMULATE.json [...]
+  python -m study plan EXPERIMENT.gin --detect_slope -1.0 --power 0.8 [--sizes a,b,...]
 
 `--study_dir` defaults to `study_runs/<experiment name>`; it holds the results database
 (results.sqlite), one model directory per cell (models/<cell id>/, with cell.log), the JAX
@@ -66,6 +69,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_report = sub.add_parser("report", help="write the Markdown report with plots")
     p_report.add_argument("--study_dir", required=True)
     p_report.add_argument("--out", help="report directory (default <study_dir>/report)")
+    p_sim = sub.add_parser("simulate", help="calibration of the primary slope's interval on "
+                           "studies with a known truth (study/simulate.py)")
+    p_sim.add_argument("--studies", type=int, default=1000)
+    p_sim.add_argument("--true_slope", type=float, default=0.0,
+                       help="points per 10x parameters of the overall gain")
+    p_sim.add_argument("--seeds", type=int, default=3)
+    p_sim.add_argument("--sizes", help="comma-separated mT5 sizes (default base,large,xl,xxl)")
+    p_sim.add_argument("--items", type=int, default=100, help="items per target and language")
+    p_sim.add_argument("--seed", type=int, default=0, help="study i uses seed + i")
+    p_sim.add_argument("--workers", type=int, default=2)
+    p_sim.add_argument("--json", action="store_true")
+    p_sim.add_argument("--fit_power", nargs="+", metavar="SIMULATE_JSON",
+                       help="refit study/data/power_fit.json (the planner's kappa) from "
+                       "saved --json outputs")
+    p_plan = sub.add_parser("plan", help="seeds, sizes and chip-hours to detect a slope")
+    p_plan.add_argument("experiment")
+    p_plan.add_argument("--detect_slope", type=float, required=True)
+    p_plan.add_argument("--power", type=float, default=0.8)
+    p_plan.add_argument("--sizes", help="comma-separated sizes (default: the experiment's)")
+    p_plan.add_argument("--seed_sd", type=float, default=1.0,
+                        help="assumed seed sd per (run, target), points (default 1.0)")
+    p_plan.add_argument("--run_sd", type=float, default=0.5,
+                        help="assumed seed sd shared by a run's targets, points (default 0.5)")
+    p_plan.add_argument("--items", type=int, help="items per language (default: EVAL_ITEMS)")
+    p_plan.add_argument("--mfu", type=float, default=0.4)
+    p_plan.add_argument("--eval_mfu", type=float, default=0.1)
+    p_plan.add_argument("--generation", default="v5e")
     p_worker = sub.add_parser("worker", help=argparse.SUPPRESS)
     p_worker.add_argument("experiment")
     p_worker.add_argument("--study_dir", required=True)
@@ -89,8 +119,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _recorded_primary(db_path: str) -> dict[str, str] | None:
+    """The primary endpoint when the database lacks it: the experiment file the runner
+    recorded (a database that records one always wins: the analysis reads it)."""
+    from study import analysis, experiment
+    from study.db import ResultsDB
+
+    with ResultsDB(db_path, create=False) as db:
+        meta = db.meta()
+    path = meta.get("experiment_file")
+    if analysis.PRIMARY_META in meta or not path or not os.path.isfile(path):
+        return None
+    return experiment.load(path, check_files=False).primary_endpoint.as_dict()
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from study import simulate
+
+    return simulate.main(args)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from study import experiment, plan
+    from tpu_scripts import cost, topology  # the entry point wires costing into the planner
+
+    if args.generation not in topology.CHIPS:
+        raise ValueError(f"--generation {args.generation}: expected one of "
+                         f"{', '.join(sorted(topology.CHIPS))}")
+    chip = topology.CHIPS[args.generation]
+    exp = experiment.load(args.experiment, check_files=False)
+    print(plan.plan(exp, args.sizes.split(",") if args.sizes else None, args.detect_slope,
+                    args.power, (args.seed_sd, args.run_sd),
+                    lambda e: cost.per_seed_chip_hours(e, chip, args.mfu, args.eval_mfu),
+                    cost.EVAL_ITEMS, args.items))
+    return 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from study import experiment, grid
+
+    if args.command in ("simulate", "plan"):
+        return _simulate(args) if args.command == "simulate" else _plan(args)
 
     if args.command == "report":
         from study import report
@@ -99,7 +168,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         if not os.path.exists(db_path):
             raise FileNotFoundError(f"{db_path}: no results database (run the study first)")
         out = args.out or os.path.join(os.path.abspath(args.study_dir), "report")
-        path = report.write_report(db_path, out)
+        path = report.write_report(db_path, out, primary=_recorded_primary(db_path))
         print(f"report: {path}")
         return 0
 

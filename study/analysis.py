@@ -1,31 +1,38 @@
-"""The analysis: gains over the baseline, their paired-bootstrap CIs, the trend with size.
+"""The analysis: gains over the baseline, their intervals, the trend with size, the answer.
 
 Reads only the results database (numpy, no JAX). Levels: language -> target (task score) ->
 category -> overall XTREME-R, for each intermediate condition and for the best single task
-per target (X-STILTs). A (size, condition, target) whose cells are not all done with every
-language is *incomplete*: it is reported as `Missing(reason)` and every level above it is
-Missing too; nothing is ever averaged over what is there.
+per target (X-STILTs; exploratory: chosen on the data it is scored on). A (size, condition,
+target) whose cells are not all done with every language is *incomplete*: it is reported as
+`Missing(reason)` and every level above it is Missing too; nothing is ever averaged over what
+is there.
+
+The answer speaks of the experiment's declared primary endpoint only (the runner records it
+in the database's meta under PRIMARY_META and refuses to change it once a cell has finished);
+every other trend is a secondary, exploratory family with Holm-adjusted p-values.
+Intervals: study/variance.py (training seeds and shared test items, t multipliers), proven
+calibrated by study/simulate.py.
 
 Score definitions are eval/xtreme_r.py's (a task score is the mean over its languages of its
 metric; QA: (mean F1 + mean EM) / 2; category means; overall = mean of the four category
-means), restated here on bootstrap-carrying estimates so that this module stays numpy-only
-(importing eval pulls in TensorFlow); tests/study/test_analysis.py pins the two as equal.
+means), restated here so that this module stays numpy-only (importing eval pulls in
+TensorFlow); tests/study/test_analysis.py pins the two as equal.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-import pathlib
-import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
 
-from study import bootstrap as bs
-from study.bootstrap import Est
+from study import language_share
+from study import variance as va
 from study.db import CellRecord, ResultsDB
+from study.variance import Est, Missing, combine
 
 TARGET_METRICS: dict[str, tuple[str, ...]] = {
     "xnli": ("accuracy",), "xcopa": ("accuracy",), "udpos": ("f1",), "wikiann": ("f1",),
@@ -38,40 +45,38 @@ CATEGORIES: dict[str, tuple[str, ...]] = {
     "qa": ("xquad", "mlqa", "tydiqa"), "retrieval": ("mewslix", "lareqa", "tatoeba"),
 }
 # Exact parameter counts of the released mT5 sizes (shared/reference/mt5.md).
-MT5_PARAMS = {"small": 300.2e6, "base": 582.4e6, "large": 1229.6e6, "xl": 3742.6e6,
-              "xxl": 12921.1e6}
+MT5_PARAMS = {"small": 300_176_768, "base": 582_401_280, "large": 1_229_581_312,
+              "xl": 3_742_619_648, "xxl": 12_921_057_280}
 BASELINE, MULTITASK, BEST = "baseline", "multitask", "best"
 OVERALL = "overall"
 FORECAST_SIZE = "xxl"
-MC4_FILE = pathlib.Path(__file__).parent / "data" / "mc4_language_sizes.tsv"
-
-
-@dataclasses.dataclass(frozen=True)
-class Missing:
-    """An incomplete or unavailable number, with the reason shown in the report."""
-
-    reason: str
-
-    @property
-    def incomplete(self) -> bool:
-        """True for a number the study should have but does not (yet); False for n/a."""
-        return self.reason.startswith("incomplete")
-
+PRIMARY_META = "primary_endpoint"
+CORRECTION = "Holm"
 
 Value = Est | Missing
+# The per-language share view lives in study/language_share.py; re-exported for the report.
+MC4_FILE, MC4Size, ShareFit = (language_share.MC4_FILE, language_share.MC4Size,
+                               language_share.ShareFit)
+load_mc4_sizes, gain_vs_share = language_share.load_mc4_sizes, language_share.gain_vs_share
 
 
 @dataclasses.dataclass(frozen=True)
 class Trend:
-    """Gain against log10(parameters): slope per 10x, and the forecast of the XXL gain."""
+    """Gain against log10(parameters) by OLS: slope per 10x, and the forecast of the XXL gain
+    from the other sizes (selected by size name, never by a parameter threshold)."""
 
     slope: Est
     intercept: float
     sizes: tuple[str, ...]
     excluded: tuple[str, ...]
     forecast: Est | None
-    forecast_interval: tuple[float, float] | None
     forecast_note: str
+    p_value: float | None = None
+    p_adjusted: float | None = None     # Holm over the secondary family; None for the primary
+
+    @property
+    def forecast_interval(self) -> tuple[float, float] | None:
+        return self.forecast.ci() if self.forecast is not None else None
 
 
 @dataclasses.dataclass
@@ -85,21 +90,30 @@ class Analysis:
     targets: list[str]
     cells: dict[tuple[str, str, str], list[CellRecord]]   # (size, condition, target)
     status: dict[tuple[str, str, str], Missing | None]    # None: complete
-    scores: dict[tuple[str, str, str], Value]             # absolute task scores
+    scores: dict[tuple[str, str, str], Value]             # (size, cond|baseline, level)
     lang_gains: dict[tuple[str, str, str, str], Est]      # (size, cond, target, lang)
     gains: dict[tuple[str, str, str], Value]              # (size, cond|best, level)
+    rer: dict[tuple[str, str, str], Value]                # relative error reduction, %
     best_task: dict[tuple[str, str], str]                 # (size, target) -> condition
     trends: dict[tuple[str, str], Trend | Missing]        # (cond|best, level)
+    primary: tuple[str, str] | None                       # (condition, level) declared
+    primary_note: str
     answer: str
     toy: bool
     sample_data: bool
     notes: list[str]
     level: float
-    n_boot: int
 
     @property
     def levels(self) -> list[str]:
         return [*self.targets, *CATEGORIES, OVERALL]
+
+    @property
+    def view_condition(self) -> str:
+        """The series the per-language view shows: the primary condition when declared."""
+        if self.primary and self.primary[0] in self.conditions:
+            return self.primary[0]
+        return self.conditions[-1] if self.conditions else BEST
 
     def language_view(self, size: str, condition: str) -> dict[str, Value]:
         """Per language, the gain averaged over the targets evaluated in it; Missing when one
@@ -109,7 +123,7 @@ class Analysis:
             targets = [t for t in self.targets if lang in self.languages[t]]
             bad = [t for t in targets if (size, condition, t, lang) not in self.lang_gains]
             out[lang] = (Missing(f"incomplete target(s): {', '.join(bad)}") if bad else
-                         bs.mean_of([self.lang_gains[(size, condition, t, lang)]
+                         va.mean_of([self.lang_gains[(size, condition, t, lang)]
                                      for t in targets]))
         return out
 
@@ -121,12 +135,25 @@ def task_metrics(target: str) -> tuple[str, ...]:
     return TARGET_METRICS[target]
 
 
-def analyse(db: ResultsDB, *, n_boot: int = bs.DEFAULT_BOOT, seed: int = 0,
-            level: float = 0.95, prefer: str = "official") -> Analysis:
-    """Every gain, CI, trend and forecast of the study in `db`.
+def _declared_primary(db: ResultsDB, primary) -> tuple[tuple[str, str] | None, str]:
+    raw = primary or db.meta().get(PRIMARY_META)
+    if raw is None:
+        return None, "the database records no primary endpoint"
+    spec = json.loads(raw) if isinstance(raw, str) else dict(raw)
+    if spec.get("measure") != "overall_gain":
+        return None, f"unknown primary measure {spec.get('measure')!r}"
+    cond = spec["condition"]
+    prefix = "xitt.inter."
+    return (cond[len(prefix):] if cond.startswith(prefix) else cond, OVERALL), ""
+
+
+def analyse(db: ResultsDB, *, level: float = 0.95, prefer: str = "official",
+            primary: dict[str, str] | None = None) -> Analysis:
+    """Every gain, interval, trend and forecast of the study in `db`.
 
     A target run under both recipes (XCOPA with/without SIQA, Tatoeba with the SQuAD-trained
     or the pretrained encoder) is analysed under `prefer`; one run under one recipe, under it.
+    `primary` overrides the primary endpoint recorded in the database.
     """
     scored = [c for c in db.cells() if c.target is not None]
     if not scored:
@@ -155,42 +182,33 @@ def analyse(db: ResultsDB, *, n_boot: int = bs.DEFAULT_BOOT, seed: int = 0,
               for key in _all_keys(sizes, [BASELINE, *conds], targets)}
 
     complete = [key for key, missing in status.items() if missing is None]
-    metric_ests = _metric_estimates(db, [c for key in complete for c in grid[key]], expected,
-                                    rows, n_boot, seed, notes)
-    lang_scores: dict[tuple[str, str, str], dict[str, Est]] = {
-        key: _language_scores(grid[key], key[2], expected[key[2]], metric_ests)
-        for key in complete}
-    scores = {key: (_mean_over_langs(lang_scores[key]) if key in lang_scores else status[key])
-              for key in status}
-
-    lang_gains: dict[tuple[str, str, str, str], Est] = {}
-    gains: dict[tuple[str, str, str], Value] = {}
-    for size in sizes:
-        for cond in conds:
-            for t in targets:
-                base, arm = (size, BASELINE, t), (size, cond, t)
-                if status[base] or status[arm]:
-                    gains[(size, cond, t)] = status[arm] or status[base]
-                    continue
-                per_lang = {lang: lang_scores[arm][lang] - lang_scores[base][lang]
-                            for lang in expected[t]}
-                lang_gains.update({(size, cond, t, lg): e for lg, e in per_lang.items()})
-                gains[(size, cond, t)] = _mean_over_langs(per_lang)
+    lang_scores = _language_scores(db, {key: grid[key] for key in complete}, expected, rows,
+                                   notes)
+    scores: dict[tuple[str, str, str], Value] = {
+        key: (va.mean_of([lang_scores[key][lg] for lg in sorted(lang_scores[key])])
+              if key in lang_scores else status[key]) for key in status}
+    lang_gains, gains = _gains(sizes, conds, targets, expected, status, lang_scores)
     best_task = _best_per_target(sizes, conds, targets, gains, lang_gains)
     for size in sizes:
+        for cond in [BASELINE, *conds]:
+            _aggregate_levels(scores, size, cond, targets)
         for cond in [*conds, BEST]:
             _aggregate_levels(gains, size, cond, targets)
-
-    trends = {(cond, lvl): _trend(sizes, params, gains, cond, lvl, level)
+    rer = {(s, c, lvl): relative_error_reduction(scores[(s, c, lvl)], scores[(s, BASELINE, lvl)])
+           for s in sizes for c in conds for lvl in [*targets, *CATEGORIES, OVERALL]}
+    primary_key, primary_note = _declared_primary(db, primary)
+    trends = {(cond, lvl): _trend(sizes, params, gains, cond, lvl)
               for cond in [*conds, BEST] for lvl in [*targets, *CATEGORIES, OVERALL]}
+    holm_adjust(trends, exclude=primary_key)
     toy = (db.meta().get("toy", "").lower() == "true"
            or any(s.lower() not in MT5_PARAMS for s in sizes))
     sample = (db.meta().get("data_source") == "sample"
               or any(c.data_source == "sample" for c in cells))
     both = sorted(t for t, rs in have.items() if len(rs) > 1)
+    answer = answer_sentence(trends, gains, rer, primary_key, primary_note, level)
     return Analysis(sizes, expected, recipes, both, params, conds, targets, dict(grid), status,
-                    scores, lang_gains, gains, best_task, trends, answer_sentence(trends, level),
-                    toy, sample, notes, level, n_boot)
+                    scores, lang_gains, gains, rer, best_task, trends, primary_key,
+                    primary_note, answer, toy, sample, notes, level)
 
 
 # ------------------------------------------------------------------ completeness
@@ -246,55 +264,84 @@ def _completeness(key, group: list[CellRecord], langs, rows) -> Missing | None:
 # ------------------------------------------------------------------ scores and gains
 
 
-def _language_scores(group, target, langs, metric_ests) -> dict[str, Est]:
-    """Per language, the score (QA: (F1+EM)/2) averaged over seeds."""
-    out = {}
-    for lang in langs:
-        per_seed = [bs.mean_of([metric_ests[(c.cell_id, lang, m)] for m in task_metrics(target)])
-                    for c in sorted(group, key=lambda c: c.seed)]
-        out[lang] = bs.mean_of(per_seed)
-    return out
-
-
-def _metric_estimates(db, cells, expected, rows, n_boot, seed, notes
-                      ) -> dict[tuple[str, str, str], Est]:
-    """Every (cell, language, metric) value with its replicates, resampling once per
-    (target, language, example-id set): arms scored on the same examples share the resamples
-    (paired); arms scored on different examples are not pretended to be."""
-    out: dict[tuple[str, str, str], Est] = {}
-    for target in sorted({c.target for c in cells}):
-        group = [c for c in cells if c.target == target]
-        for lang in expected[target]:
-            by_ids: dict[int, list] = defaultdict(list)
-            for c in group:
-                for metric in task_metrics(target):
-                    value = float(rows[c.cell_id][(lang, metric)].value)
+def _language_scores(db, arms, expected, rows, notes) -> dict[tuple, dict[str, Est]]:
+    """Per complete arm (size, condition, target) and language: the score (QA: (F1+EM)/2)
+    averaged over seeds, carrying its per-(seed, item cluster) contributions."""
+    loaded: dict[tuple[str, str, str], tuple[str, list[str], np.ndarray] | None] = {}
+    columns: dict[str, dict[str, int]] = defaultdict(dict)
+    index: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+    for group in arms.values():
+        for c in group:
+            for lang in expected[c.target]:
+                for metric in task_metrics(c.target):
                     pe = db.per_example(c.cell_id, lang, metric)
                     if pe is None:
-                        notes.append(f"{c.cell_id} {lang}/{metric}: no per-example scores, no CI")
-                        out[(c.cell_id, lang, metric)] = Est(value)
+                        notes.append(f"{c.cell_id} {lang}/{metric}: no per-example scores, "
+                                     "no interval")
+                        loaded[(c.cell_id, lang, metric)] = None
                         continue
-                    order = np.argsort(np.asarray(pe.example_ids, dtype=object), kind="stable")
-                    ids = "\n".join(pe.example_ids[i] for i in order)
-                    by_ids[zlib.crc32(ids.encode("utf-8"))].append(
-                        (c.cell_id, metric, value, pe.scores[order], pe.aggregation))
-            if len(by_ids) > 1:
-                notes.append(f"{target}/{lang}: cells were scored on {len(by_ids)} different "
-                             "example sets; their CIs are unpaired across those sets")
-            for ids_key, members in sorted(by_ids.items()):
-                n = len(members[0][3])
-                weights = bs.resample_weights(n, n_boot, seed, target, lang, str(ids_key))
-                for cell_id, metric, value, scores, aggregation in members:
-                    out[(cell_id, lang, metric)] = Est(
-                        value, bs.replicate(scores, aggregation, weights))
+                    strat = va.stratum(c.target, lang)
+                    if (strat, pe.example_ids) not in index:
+                        cols = columns[strat]
+                        index[(strat, pe.example_ids)] = np.array(
+                            [cols.setdefault(va.cluster(c.target, i), len(cols))
+                             for i in pe.example_ids], dtype=np.int64)
+                    loaded[(c.cell_id, lang, metric)] = (
+                        strat, index[(strat, pe.example_ids)],
+                        va.pseudo_values(pe.scores, pe.aggregation))
+    out: dict[tuple, dict[str, Est]] = {}
+    for key, group in arms.items():
+        target = key[2]
+        metrics = task_metrics(target)
+        group = sorted(group, key=lambda c: c.seed)
+        out[key] = {}
+        for lang in expected[target]:
+            point = float(np.mean([rows[c.cell_id][(lang, m)].value for c in group
+                                   for m in metrics]))
+            parts = [[loaded[(c.cell_id, lang, m)] for m in metrics] for c in group]
+            if any(p is None for seed in parts for p in seed):
+                out[key][lang] = Est(point, None, "no interval: no per-example scores")
+                continue
+            blocks = va.arm_blocks(parts, {k: len(v) for k, v in columns.items()},
+                                   1.0 / len(metrics))
+            out[key][lang] = (Est(point, blocks) if len(group) > 1
+                              else Est(point, None, va.ONE_SEED))
     return out
 
 
-def _mean_over_langs(per_lang: dict[str, Est]) -> Est:
-    return bs.mean_of([per_lang[lang] for lang in sorted(per_lang)])
+def _gains(sizes, conds, targets, expected, status, lang_scores):
+    lang_gains: dict[tuple[str, str, str, str], Est] = {}
+    gains: dict[tuple[str, str, str], Value] = {}
+    for size in sizes:
+        for cond in conds:
+            for t in targets:
+                base, arm = (size, BASELINE, t), (size, cond, t)
+                if status[base] or status[arm]:
+                    gains[(size, cond, t)] = status[arm] or status[base]
+                    continue
+                per_lang = {lang: lang_scores[arm][lang] - lang_scores[base][lang]
+                            for lang in expected[t]}
+                lang_gains.update({(size, cond, t, lg): e for lg, e in per_lang.items()})
+                gains[(size, cond, t)] = va.mean_of([per_lang[lg] for lg in sorted(per_lang)])
+    return lang_gains, gains
+
+
+def relative_error_reduction(score: Value, base: Value) -> Value:
+    """100 * (score - base) / (100 - base): the share of the baseline's remaining error the
+    condition removes (absolute gains mislead near the ceiling); delta-method interval."""
+    if isinstance(score, Missing) or isinstance(base, Missing):
+        return score if isinstance(score, Missing) else base
+    room = 100.0 - base.point
+    if room <= 0:
+        return Missing("n/a: the baseline scores 100")
+    lin = combine([score, base], [100.0 / room, 100.0 * (score.point - 100.0) / room ** 2])
+    point = 100.0 * (score.point - base.point) / room
+    return Est(point, lin.blocks, lin.why)
 
 
 def _best_per_target(sizes, conds, targets, gains, lang_gains) -> dict[tuple[str, str], str]:
+    """X-STILTs' best single task per target, chosen by point estimate on the evaluation data
+    (exploratory: biased upward by the choice, which its interval does not pay for)."""
     singles = [c for c in conds if c != MULTITASK]
     best = {}
     for size in sizes:
@@ -308,7 +355,7 @@ def _best_per_target(sizes, conds, targets, gains, lang_gains) -> dict[tuple[str
                 continue
             name = max(singles, key=lambda c: ests[c].point)
             best[(size, t)] = name
-            gains[(size, BEST, t)] = bs.max_of([ests[c] for c in singles])
+            gains[(size, BEST, t)] = ests[name]
             for (s, c, tt, lang), est in list(lang_gains.items()):
                 if s == size and c == name and tt == t:
                     lang_gains[(size, BEST, t, lang)] = est
@@ -325,54 +372,41 @@ def _aggregate_levels(values, size, cond, targets) -> None:
         parts = [values[(size, cond, t)] for t in members]
         bad = [t for t, p in zip(members, parts) if isinstance(p, Missing)]
         values[(size, cond, cat)] = (Missing(f"incomplete target(s): {', '.join(bad)}") if bad
-                                     else bs.mean_of(parts))
+                                     else va.mean_of(parts))
     parts = [values[(size, cond, cat)] for cat in CATEGORIES]
     bad = [cat for cat, p in zip(CATEGORIES, parts) if isinstance(p, Missing)]
     values[(size, cond, OVERALL)] = (Missing(f"incomplete categories: {', '.join(bad)}") if bad
-                                     else bs.mean_of(parts))
+                                     else va.mean_of(parts))
 
 
 # ------------------------------------------------------------------ trend and forecast
 
 
-def fit_trend(x: np.ndarray, ests: Sequence[Est], level: float = 0.95,
-              x_new: float | None = None) -> tuple[Est, float, Est | None, tuple | None, str]:
-    """WLS of gain on x (log10 params), weights 1/bootstrap variance; slope CI by refitting
-    every resample. The forecast at x_new adds the residual scatter around the line to the
-    refitted predictions when there are >= 3 points (prediction, not confidence, interval)."""
+def ols_weights(x: Sequence[float]) -> np.ndarray:
+    """w with slope = sum_s w_s * y_s for the OLS line through (x_s, y_s)."""
     x = np.asarray(x, dtype=np.float64)
-    y = np.array([e.point for e in ests])
-    has_reps = all(e.reps is not None for e in ests)
-    var = np.array([e.reps.var() for e in ests]) if has_reps else np.ones(len(ests))
-    # A size whose resamples barely vary (e.g. every example right) must not take all the
-    # weight: variances are floored at 1% of their mean.
-    w = (np.ones(len(ests)) if not has_reps or np.all(var == 0)
-         else 1.0 / np.maximum(var, 0.01 * var.mean()))
-    a, b = bs.wls_fit(x, y, w)
-    reps = np.stack([e.reps for e in ests]) if has_reps else None
-    slope = Est(float(b), None)
-    a_reps = b_reps = None
-    if reps is not None:
-        a_reps, b_reps = bs.wls_fit(x, reps, w)
-        slope = Est(float(b), b_reps)
+    sxx = ((x - x.mean()) ** 2).sum()
+    if sxx <= 0:
+        raise ValueError("ols_weights: all x values are equal; a slope needs two distinct sizes")
+    return (x - x.mean()) / sxx
+
+
+def fit_trend(x: Sequence[float], ests: Sequence[Est], x_new: float | None = None
+              ) -> tuple[Est, float, Est | None]:
+    """OLS of gain on x (log10 params): the slope, the intercept and the line's value at
+    x_new, each a linear combination of the per-size gains (so their intervals carry seed and
+    item variance; they do not cover departures from a straight line)."""
+    x = np.asarray(x, dtype=np.float64)
+    w = ols_weights(x)
+    slope = combine(list(ests), list(w))
+    intercept = float(np.mean([e.point for e in ests]) - slope.point * x.mean())
     if x_new is None:
-        return slope, float(a), None, None, ""
-    pred_point = float(a + b * x_new)
-    k = len(x)
-    resid_sd = float(np.sqrt(((y - (a + b * x)) ** 2).sum() / (k - 2))) if k > 2 else 0.0
-    note = ("2 sizes: the PI covers evaluation noise only, not curvature" if k == 2 else
-            f"PI adds the residual sd {resid_sd:.2f} of {k} sizes")
-    if a_reps is None:
-        return slope, float(a), Est(pred_point), None, note + "; no per-example scores, no PI"
-    pred_reps = a_reps + b_reps * x_new
-    if resid_sd > 0:
-        rng = np.random.default_rng(12345)
-        pred_reps = pred_reps + rng.normal(0.0, resid_sd, size=pred_reps.shape)
-    forecast = Est(pred_point, pred_reps)
-    return slope, float(a), forecast, forecast.ci(level), note
+        return slope, intercept, None
+    coefs = 1.0 / len(x) + w * (x_new - x.mean())
+    return slope, intercept, combine(list(ests), list(coefs))
 
 
-def _trend(sizes, params, gains, cond, lvl, level) -> Trend | Missing:
+def _trend(sizes, params, gains, cond, lvl) -> Trend | Missing:
     used, excluded = [], []
     for s in sizes:
         value = gains.get((s, cond, lvl))
@@ -386,120 +420,76 @@ def _trend(sizes, params, gains, cond, lvl, level) -> Trend | Missing:
         return Missing(f"needs two complete sizes; have {len(used)}"
                        + (f"; excluded: {'; '.join(excluded)}" if excluded else ""))
     x = np.log10([params[s] for s in used])
-    slope, intercept, *_ = fit_trend(x, [gains[(s, cond, lvl)] for s in used], level)
-    smaller = [s for s in used if params[s] < MT5_PARAMS[FORECAST_SIZE]]
-    forecast = interval = None
-    note = f"fewer than two complete sizes below {FORECAST_SIZE.upper()}: no forecast"
+    slope, intercept, _ = fit_trend(x, [gains[(s, cond, lvl)] for s in used])
+    # By size NAME: the forecast of XXL never includes XXL, whatever its recorded count.
+    smaller = [s for s in used if s.lower() != FORECAST_SIZE]
+    forecast = None
+    note = f"fewer than two complete sizes other than {FORECAST_SIZE.upper()}: no forecast"
     if len(smaller) >= 2:
-        xs = np.log10([params[s] for s in smaller])
-        _, _, forecast, interval, note = fit_trend(
-            xs, [gains[(s, cond, lvl)] for s in smaller], level,
-            x_new=math.log10(MT5_PARAMS[FORECAST_SIZE]))
-    return Trend(slope, intercept, tuple(used), tuple(excluded), forecast, interval, note)
+        xxl = next((params[s] for s in params if s.lower() == FORECAST_SIZE),
+                   MT5_PARAMS[FORECAST_SIZE])
+        _, _, forecast = fit_trend(np.log10([params[s] for s in smaller]),
+                                   [gains[(s, cond, lvl)] for s in smaller],
+                                   x_new=math.log10(xxl))
+        note = (f"from {', '.join(smaller)}; the interval covers seeds and items, not "
+                "curvature in log-parameters")
+    return Trend(slope, intercept, tuple(used), tuple(excluded), forecast, note,
+                 slope.p_value())
 
 
-def answer_sentence(trends: dict, level: float = 0.95, cond: str = BEST,
-                    lvl: str = OVERALL) -> str:
-    """The plain-sentence answer to the study's question from one trend."""
-    what = ("the best intermediate task per target" if cond == BEST
-            else f"intermediate task {cond}")
+def holm_adjust(trends: dict, exclude: tuple[str, str] | None) -> None:
+    """Holm's step-down adjustment of the slope p-values of every trend but the primary (the
+    secondary family), in place; family-wise error <= 5% at adjusted p < 0.05."""
+    family = sorted((t.p_value, key) for key, t in trends.items()
+                    if isinstance(t, Trend) and key != exclude and t.p_value is not None)
+    m, running = len(family), 0.0
+    for i, (p, key) in enumerate(family):
+        running = max(running, min(1.0, (m - i) * p))
+        trends[key] = dataclasses.replace(trends[key], p_adjusted=running)
+
+
+def _interval_text(est: Value, level: float, unit: str = "") -> str:
+    """'+1.23 [+0.40, +2.91]' (with a unit after each number), or why there is no interval."""
+    if isinstance(est, Missing):
+        return est.reason
+    ci = est.ci(level)
+    if ci is None:
+        return f"{est.point:+.2f}{unit} ({est.no_interval()})"
+    return f"{est.point:+.2f}{unit} [{ci[0]:+.2f}{unit}, {ci[1]:+.2f}{unit}]"
+
+
+def answer_sentence(trends: dict, gains: dict, rer: dict, primary: tuple[str, str] | None,
+                    primary_note: str = "", level: float = 0.95) -> str:
+    """The plain-sentence answer: the declared primary endpoint's trend, nothing else."""
+    if primary is None:
+        return (f"No answer: {primary_note or 'no primary endpoint declared'}; the tables "
+                "below are all exploratory.")
+    cond, lvl = primary
+    what = f"the {lvl} XTREME-R gain of intermediate task {cond} (the declared primary endpoint)"
     trend = trends.get((cond, lvl))
     if trend is None or isinstance(trend, Missing):
-        why = trend.reason if isinstance(trend, Missing) else "no such series"
-        return f"Not answerable yet for the {lvl} gain of {what}: {why}."
+        why = trend.reason if isinstance(trend, Missing) else "no such series in the study"
+        return f"Not answerable yet for {what}: {why}."
     b = trend.slope.point
     verb = "shrinks" if b < 0 else "grows"
-    head = (f"Across {len(trend.sizes)} sizes ({', '.join(trend.sizes)}), the {lvl} gain of "
-            f"{what} {verb} by {abs(b):.2f} points per 10x parameters")
+    head = (f"Across {len(trend.sizes)} sizes ({', '.join(trend.sizes)}), {what} {verb} by "
+            f"{abs(b):.2f} points per 10x parameters")
     if trend.excluded:
-        head = f"{head} ({'; '.join(s.split(' ')[0] for s in trend.excluded)} left out: " \
-               "incomplete)"
+        head += f" ({'; '.join(s.split(' ')[0] for s in trend.excluded)} left out: incomplete)"
+    largest = trend.sizes[-1]
+    at = (f"; at {largest} the gain is {_interval_text(gains[(largest, cond, lvl)], level)} "
+          "points, a relative error reduction of "
+          f"{_interval_text(rer[(largest, cond, lvl)], level, '%')}")
     ci = trend.slope.ci(level)
     if ci is None:
-        return head + "; no per-example scores, so no interval and no conclusion."
+        return f"{head}; {trend.slope.no_interval()}, so no conclusion{at}."
     lo, hi = ci
     pct = f"{100 * level:g}%"
-    support = ("do" if hi < 0 else "do not")
-    tail = f" (slope {b:+.2f}, {pct} CI [{lo:+.2f}, {hi:+.2f}]); the data {support} support a " \
-           "shrinking gain"
+    support = "do" if hi < 0 else "do not"
+    tail = (f" (slope {b:+.2f}, {pct} CI [{lo:+.2f}, {hi:+.2f}]); the data {support} support "
+            "a shrinking gain")
     if lo > 0:
         tail += " (they support a growing one)"
     elif hi >= 0:
         tail += " (the interval includes zero or growth)"
-    return head + tail + "."
-
-
-# ------------------------------------------------------------------ per-language view
-
-
-@dataclasses.dataclass(frozen=True)
-class MC4Size:
-    """One row of the mT5 paper's mC4 table (see the data file's header for its source)."""
-
-    language: str
-    tokens_billions: float | None
-    pages_millions: float | None
-    mt5_percent: float | None
-    confidence: str
-
-
-def load_mc4_sizes(path: str | pathlib.Path = MC4_FILE) -> dict[str, MC4Size]:
-    """The shipped per-language mC4 sizes; '-' marks a language mT5 was not trained on."""
-    path = pathlib.Path(path)
-    out: dict[str, MC4Size] = {}
-    header = None
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
-            continue
-        fields = line.split("\t")
-        if header is None:
-            header = fields
-            if header != ["language", "tokens_billions", "pages_millions", "mt5_percent",
-                          "confidence"]:
-                raise ValueError(f"{path}:{lineno}: header {header}; expected language, "
-                                 "tokens_billions, pages_millions, mt5_percent, confidence")
-            continue
-        if len(fields) != len(header):
-            raise ValueError(f"{path}:{lineno}: {len(fields)} fields; expected {len(header)}")
-        lang, conf = fields[0], fields[4]
-        if conf not in ("recalled", "uncertain", "absent"):
-            raise ValueError(f"{path}:{lineno}: confidence {conf!r}; expected recalled, "
-                             "uncertain or absent")
-        nums = []
-        for name, text in zip(header[1:4], fields[1:4]):
-            try:
-                nums.append(None if text == "-" else float(text))
-            except ValueError:
-                raise ValueError(f"{path}:{lineno}: {name} {text!r}; expected a number or "
-                                 "'-'") from None
-        if (nums[2] is None) != (conf == "absent"):
-            raise ValueError(f"{path}:{lineno}: mt5_percent {fields[3]!r} with confidence "
-                             f"{conf!r}; '-' exactly when absent")
-        if lang in out:
-            raise ValueError(f"{path}:{lineno}: language {lang!r} listed twice")
-        out[lang] = MC4Size(lang, *nums, conf)
-    return out
-
-
-@dataclasses.dataclass(frozen=True)
-class ShareFit:
-    """Per-language gain against log10 of the language's share of mT5 pre-training data."""
-
-    slope: Est
-    intercept: float
-    languages: tuple[str, ...]
-    excluded: tuple[str, ...]
-
-
-def gain_vs_share(view: dict[str, Value], mc4: dict[str, MC4Size]) -> ShareFit | Missing:
-    """WLS fit of the per-language gain on log10(mT5 %); slope = points per 10x more data."""
-    used = [lang for lang, v in view.items()
-            if isinstance(v, Est) and lang in mc4 and mc4[lang].mt5_percent]
-    excluded = tuple(f"{lang} ({view[lang].reason})" if isinstance(view[lang], Missing)
-                     else f"{lang} (not in mT5's pre-training data)"
-                     for lang in view if lang not in used)
-    if len({mc4[lang].mt5_percent for lang in used}) < 2:
-        return Missing(f"needs two languages with distinct mC4 shares; have {len(used)}")
-    x = np.log10([mc4[lang].mt5_percent for lang in used])
-    slope, intercept, *_ = fit_trend(x, [view[lang] for lang in used])
-    return ShareFit(slope, intercept, tuple(used), excluded)
+    return head + tail + at + "."

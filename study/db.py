@@ -1,9 +1,10 @@
 """The study's results database: one SQLite file, schema-versioned, transactional.
 
 Why SQLite: one file in the study directory that many run-cell processes can write to safely
-and that a person can open with `sqlite3`. Per-example scores (what the paired bootstrap
-resamples) live inside the same file as BLOBs, so re-recording a cell replaces its metrics
-and its scores in one transaction and nothing can dangle. The full API contract for the
+and that a person can open with `sqlite3`. Per-example scores (what the analysis' seed and
+item variance components are built from) live inside the same file as BLOBs, so
+re-recording a cell replaces its metrics and its scores in one transaction and nothing can
+dangle. The full API contract for the
 runner is in the module-level names below; storage layout in `_SCHEMA`.
 """
 
@@ -95,7 +96,7 @@ class PerExample:
     aggregation: str = "mean"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "example_ids", tuple(str(i) for i in self.example_ids))
+        object.__setattr__(self, "example_ids", tuple(map(str, self.example_ids)))
         object.__setattr__(self, "scores", np.asarray(self.scores, dtype=np.float64))
 
     def __eq__(self, other: object) -> bool:

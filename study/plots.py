@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from study.analysis import BEST, CATEGORIES, OVERALL, Analysis, MC4Size, Missing  # noqa: E402
-from study.bootstrap import Est  # noqa: E402
+from study.variance import Est  # noqa: E402
 
 _METADATA = {"Software": None}  # no version string in the file: identical bytes on re-run
 
@@ -34,7 +34,7 @@ def _series(result: Analysis) -> list[str]:
 
 
 def _label(cond: str) -> str:
-    return "best task per target" if cond == BEST else cond
+    return "best task per target (exploratory)" if cond == BEST else cond
 
 
 def _err(est: Est, level: float) -> tuple[float, float]:
@@ -91,8 +91,8 @@ def gain_vs_size(result: Analysis, path: pathlib.Path) -> pathlib.Path:
                                         label=_label(c)) for k, c in enumerate(series)]
     fig.legend(handles=handles, loc="lower center", ncol=min(6, len(handles)), fontsize=8,
                frameon=False)
-    fig.suptitle(f"Gain over the baseline vs model size ({100 * result.level:g}% paired-"
-                 "bootstrap CI; x = incomplete)", fontsize=11)
+    fig.suptitle(f"Gain over the baseline vs model size ({100 * result.level:g}% CI over "
+                 "seeds and items; x = incomplete)", fontsize=11)
     # Fixed margins: tight_layout costs a full extra text-layout pass over every panel.
     fig.subplots_adjust(left=0.07, right=0.99, top=1 - 0.75 / fig.get_figheight(),
                         bottom=0.9 / fig.get_figheight(), wspace=0.25, hspace=0.35)
@@ -101,7 +101,7 @@ def gain_vs_size(result: Analysis, path: pathlib.Path) -> pathlib.Path:
 
 def language_heatmap(result: Analysis, size: str, path: pathlib.Path,
                      mc4: dict[str, MC4Size]) -> pathlib.Path:
-    """Languages (most mC4 data first) x targets: the best task's gain per language."""
+    """Languages (most mC4 data first) x targets: the primary condition's gain per language."""
     langs = sorted({lg for t in result.targets for lg in result.languages[t]},
                    key=lambda lg: (-(mc4[lg].mt5_percent or 0.0) if lg in mc4 else 0.0, lg))
     targets = result.targets
@@ -109,7 +109,7 @@ def language_heatmap(result: Analysis, size: str, path: pathlib.Path,
     incomplete = np.zeros(grid.shape, dtype=bool)
     for i, lang in enumerate(langs):
         for j, t in enumerate(targets):
-            est = result.lang_gains.get((size, BEST, t, lang))
+            est = result.lang_gains.get((size, result.view_condition, t, lang))
             if est is not None:
                 grid[i, j] = est.point
             elif lang in result.languages[t]:
@@ -131,7 +131,7 @@ def language_heatmap(result: Analysis, size: str, path: pathlib.Path,
              else f"{lg} (-)" for lg in langs]
     ax.set_yticks(range(len(langs)), share, fontsize=8)
     ax.set_xticks(range(len(targets)), targets, rotation=45, ha="right", fontsize=8)
-    ax.set_title(f"{size}: gain of the best task per target, by language\n(rows: share of "
+    ax.set_title(f"{size}: gain of {result.view_condition}, by language\n(rows: share of "
                  "mT5 pre-training data, largest first; grey: not evaluated; inc.: incomplete)",
                  fontsize=9)
     fig.colorbar(im, ax=ax, label="gain (points)", shrink=0.8)
@@ -182,8 +182,8 @@ def category_summary(result: Analysis, path: pathlib.Path) -> pathlib.Path:
 
 def gain_vs_share_plot(result: Analysis, size: str, path: pathlib.Path,
                        mc4: dict[str, MC4Size], fit) -> pathlib.Path:
-    """Per-language gain (best task, averaged over targets) against the mC4 share, with fit."""
-    view = result.language_view(size, BEST)
+    """Per-language gain (primary condition, mean over targets) vs the mC4 share, with fit."""
+    view = result.language_view(size, result.view_condition)
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     ax.axhline(0.0, color="0.6", lw=0.8)
     xs, ys = [], []
@@ -201,7 +201,7 @@ def gain_vs_share_plot(result: Analysis, size: str, path: pathlib.Path,
     if fit is not None and not isinstance(fit, Missing) and xs:
         grid = np.linspace(min(xs), max(xs), 20)
         ax.plot(grid, fit.intercept + fit.slope.point * grid, color="tab:red", lw=1.2,
-                label=f"WLS fit: {fit.slope.point:+.2f} points per 10x share")
+                label=f"OLS fit: {fit.slope.point:+.2f} points per 10x share")
         ax.legend(fontsize=8, frameon=False)
     lo, hi = (min(xs), max(xs)) if xs else (-1.0, 1.0)
     ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10) if lo - 0.3 <= math.log10(t) <= hi + 0.3]
@@ -209,6 +209,6 @@ def gain_vs_share_plot(result: Analysis, size: str, path: pathlib.Path,
     ax.set_xlim(lo - 0.3, hi + 0.3)
     ax.set_xlabel("share of mT5 pre-training data (mC4, log scale)", fontsize=9)
     ax.set_ylabel("gain (points)", fontsize=9)
-    ax.set_title(f"{size}: per-language gain of the best task per target", fontsize=10)
+    ax.set_title(f"{size}: per-language gain of {result.view_condition}", fontsize=10)
     fig.tight_layout()
     return _save(fig, path)

@@ -15,23 +15,24 @@ from collections import Counter
 from study import analysis as an
 from study import plots
 from study.analysis import BEST, CATEGORIES, OVERALL, Analysis, Missing
-from study.bootstrap import Est
 from study.db import ResultsDB
+from study.variance import ONE_SEED, Est
 
 REPORT_FILE = "report.md"
 ROWS_FILE = "rows.tsv"
 
 
 def write_report(db_path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                 n_boot: int = 1000, seed: int = 0, level: float = 0.95,
-                 mc4_path: str | os.PathLike | None = None) -> pathlib.Path:
-    """Analyse the database at db_path and write report.md, its PNGs and rows.tsv to out_dir."""
+                 level: float = 0.95, mc4_path: str | os.PathLike | None = None,
+                 primary: dict[str, str] | None = None) -> pathlib.Path:
+    """Analyse the database at db_path and write report.md, its PNGs and rows.tsv to out_dir.
+    `primary` overrides the primary endpoint the database records."""
     out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     mc4 = an.load_mc4_sizes(mc4_path or an.MC4_FILE)
     with ResultsDB(db_path, create=False) as db:
-        result = an.analyse(db, n_boot=n_boot, seed=seed, level=level)
-        raw = (an.analyse(db, n_boot=n_boot, seed=seed, level=level, prefer="raw")
+        result = an.analyse(db, level=level, primary=primary)
+        raw = (an.analyse(db, level=level, prefer="raw", primary=primary)
                if result.both_recipes else None)
         cells = db.cells()
         rows = db.results()
@@ -40,7 +41,8 @@ def write_report(db_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         "gain_vs_size": plots.gain_vs_size(result, out / "gain_vs_size.png"),
         "categories": plots.category_summary(result, out / "category_summary.png"),
     }
-    share_fits = {s: an.gain_vs_share(result.language_view(s, BEST), mc4) for s in result.sizes}
+    share_fits = {s: an.gain_vs_share(result.language_view(s, result.view_condition), mc4)
+                  for s in result.sizes}
     for size in result.sizes:
         figures[f"heatmap_{size}"] = plots.language_heatmap(
             result, size, out / f"language_heatmap_{size}.png", mc4)
@@ -112,18 +114,17 @@ def render(result: Analysis, cells, db_path, schema, share_fits, mc4, figures,
     out += [f"Database: `{db_path}` (schema version {schema}); {len(cells)} cells: "
             + ", ".join(f"{status[s]} {s}" for s in ("done", "running", "pending", "failed")
                         if status[s]) + ".",
-            f"Intervals: {pct} paired bootstrap over evaluation examples ({result.n_boot} "
-            "resamples, the same resamples for every arm; aggregates resample each "
-            "language/task independently). They cover evaluation-sample noise only, not "
-            "training-seed variance.",
+            f"Intervals: {pct} t intervals from the variance components of training seeds "
+            "and test items (seed r of every arm paired; translated targets' items clustered "
+            "across languages), t with R - 1 degrees of freedom for R seeds; their calibration "
+            "is shown by simulation in docs/analysis.md. With one seed there is no interval.",
             "Recipes: " + ", ".join(f"{t} {result.recipes[t]}" for t in result.targets)
             + " (raw: XCOPA trained on COPA only / Tatoeba with the pretrained encoder).", ""]
+    if any(isinstance(v, Est) and v.why == ONE_SEED for v in result.gains.values()):
+        out += ["One seed per arm: no interval anywhere (seed variance cannot be estimated "
+                "from one seed); the numbers below are point estimates only.", ""]
     out += ["## Answer", "", result.answer, ""]
-    for cond in result.conditions:
-        out.append(f"- {an.answer_sentence(result.trends, lv, cond=cond)}")
-    out += ["", "The best task per target is chosen on the same evaluation data it is scored "
-            "on (as X-STILTs reports it); its interval re-selects the task in every resample.",
-            ""]
+    out += _secondary(result)
     out += _completeness(result)
     out += _gain_tables(result)
     out += _score_tables(result)
@@ -136,6 +137,28 @@ def render(result: Analysis, cells, db_path, schema, share_fits, mc4, figures,
     if result.notes:
         out += ["## Notes", ""] + [f"- {n}" for n in sorted(set(result.notes))] + [""]
     return "\n".join(out)
+
+
+def _secondary(result: Analysis) -> list[str]:
+    """Every other series: exploratory, the family and its correction named."""
+    lv = result.level
+    out = ["### Secondary series (exploratory)", "",
+           f"Family: the size trend of every other series (each condition and the best task "
+           f"per target, at every level: the trend table below); p-values of 'slope = 0' "
+           f"{an.CORRECTION}-adjusted over that family. The best task per target is chosen on "
+           "the evaluation data it is scored on (as X-STILTs reports it), which biases its "
+           "gain upward; no interval pays for that choice.", ""]
+    for cond in result.conditions:
+        t = result.trends.get((cond, OVERALL))
+        if (cond, OVERALL) == result.primary:
+            continue
+        if t is None or isinstance(t, Missing):
+            out.append(f"- {cond}, overall: n/a ({t.reason if t else 'no series'})")
+            continue
+        p = "-" if t.p_adjusted is None else f"{t.p_adjusted:.3g}"
+        out.append(f"- {cond}, overall: slope {fmt(t.slope, lv)} per 10x; "
+                   f"{an.CORRECTION}-adjusted p {p} (exploratory)")
+    return out + [""]
 
 
 def _completeness(result: Analysis) -> list[str]:
@@ -168,6 +191,12 @@ def _gain_tables(result: Analysis) -> list[str]:
             out += [_table(["condition", *levels], body), ""]
         best = [result.best_task.get((size, t), "incomplete") for t in result.targets]
         out += [_table(["best task", *result.targets], [[size, *best]]), ""]
+        out += ["Relative error reduction, % (the share of the baseline's remaining error the "
+                "condition removes: near the ceiling a small absolute gain can be a large one):",
+                "", _table(["condition", *CATEGORIES, OVERALL],
+                           [[cond] + [fmt(result.rer[(size, cond, lvl)], lv)
+                                      for lvl in [*CATEGORIES, OVERALL]]
+                            for cond in result.conditions]), ""]
     return out
 
 
@@ -187,10 +216,12 @@ def _score_tables(result: Analysis) -> list[str]:
 def _trend_section(result: Analysis, figures) -> list[str]:
     lv = result.level
     out = ["## Trend with model size", "",
-           "Gain regressed on log10(parameter count) by weighted least squares (weights: "
-           "1 / bootstrap variance); the slope is in points per 10x parameters, its interval "
-           f"from refitting every bootstrap resample. The {an.FORECAST_SIZE.upper()} forecast "
-           f"uses the sizes below {an.MT5_PARAMS[an.FORECAST_SIZE] / 1e9:.1f}B parameters.",
+           "Gain regressed on log10(parameter count) by ordinary least squares; the slope is "
+           "in points per 10x parameters, a linear combination of the per-size gains, so its "
+           "interval carries seed and item variance. The "
+           f"{an.FORECAST_SIZE.upper()} forecast extrapolates the line through every other "
+           "size (chosen by size name). Role: the declared primary endpoint, or exploratory "
+           f"with its {an.CORRECTION}-adjusted p-value over the secondary family.",
            "", f"![gain vs size]({figures['gain_vs_size'].name})", ""]
     body = []
     for cond in [*result.conditions, BEST]:
@@ -198,7 +229,8 @@ def _trend_section(result: Analysis, figures) -> list[str]:
             t = result.trends[(cond, lvl)]
             name = "best task per target" if cond == BEST else cond
             if isinstance(t, Missing):
-                body.append([name, lvl, "-", f"n/a: {t.reason}", "-", "-"])
+                role = "**primary**" if (cond, lvl) == result.primary else "exploratory"
+                body.append([name, lvl, role, "-", f"n/a: {t.reason}", "-", "-"])
                 continue
             forecast = "-"
             if t.forecast is not None:
@@ -207,16 +239,20 @@ def _trend_section(result: Analysis, figures) -> list[str]:
                     if t.forecast_interval else "")
             note = t.forecast_note + (f"; excluded {'; '.join(t.excluded)}" if t.excluded
                                       else "")
-            body.append([name, lvl, ", ".join(t.sizes), fmt(t.slope, lv), forecast,
+            role = ("**primary**" if (cond, lvl) == result.primary else
+                    f"exploratory, p {t.p_adjusted:.3g}" if t.p_adjusted is not None
+                    else "exploratory")
+            body.append([name, lvl, role, ", ".join(t.sizes), fmt(t.slope, lv), forecast,
                          note.replace("|", "/")])
-    header = ["series", "level", "sizes", "slope per 10x [CI]",
-              f"{an.FORECAST_SIZE.upper()} forecast [{100 * lv:g}% PI]", "note"]
+    header = ["series", "level", "role", "sizes", "slope per 10x [CI]",
+              f"{an.FORECAST_SIZE.upper()} forecast [{100 * lv:g}% CI]", "note"]
     return out + [_table(header, body), ""]
 
 
 def _language_section(result: Analysis, share_fits, mc4, figures) -> list[str]:
     out = ["## Per language", "",
-           "Where does the gain persist? The gain of the best task per target, per language "
+           "Where does the gain persist? The gain of the primary endpoint's condition "
+           f"({result.view_condition}; exploratory here), per language "
            "(averaged over the complete targets evaluated in that language), against the "
            "language's share of mT5's pre-training data (mC4 sizes from the mT5 paper, "
            "`study/data/mc4_language_sizes.tsv`, transcribed: see its header).", ""]
@@ -233,7 +269,7 @@ def _language_section(result: Analysis, share_fits, mc4, figures) -> list[str]:
                          "; ".join(fit.excluded) or "-"])
     out += [_table(["size", "gain per 10x share [CI]", "languages", "excluded"], body), ""]
     for size in reversed(result.sizes):
-        view = result.language_view(size, BEST)
+        view = result.language_view(size, result.view_condition)
         if view:
             rows = [[lg, f"{mc4[lg].mt5_percent:.2f}" if lg in mc4 and mc4[lg].mt5_percent
                      else "-", fmt(est, result.level)] for lg, est in view.items()]

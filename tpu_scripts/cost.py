@@ -12,8 +12,14 @@ FLOPs per step are model FLOPs (train.flops: every matmul of the forward pass x 
 step, at the padded feature lengths and the experiment's batch; the dual encoder: both encoder
 towers plus the in-batch scores). The MFU you assume absorbs rematerialisation, input pipeline
 and communication; the fit table (docs/tpu_fit.md) gives each config's MFU bound. Chip-hours
-do not depend on the slice size (a bigger slice finishes sooner on more chips). Evaluation
-(decoding every language) is not included. Money = chip-hours x --price_per_chip_hour.
+do not depend on the slice size (a bigger slice finishes sooner on more chips).
+
+Evaluation (`eval_costs`): every target cell decodes (or, for retrieval, embeds) every
+language of its target once, plus the English-dev validation for model selection every
+`save_every` steps; FLOPs = train.flops.decode_flops per example at the experiment's eval
+lengths, at an assumed `--eval_mfu` (decoding is memory-bound: far below training's MFU).
+Per-language set sizes are EVAL_ITEMS (approximate, see there). Money = chip-hours x
+--price_per_chip_hour.
 
 Provisioning and setup are counted per slice created (`setup_costs`): each costs
 `--provision_minutes` (the node booting once capacity is granted) + `--setup_minutes` (clone and
@@ -48,6 +54,25 @@ class TrainCell:
     targets: int
     batch_size: int
     dual_encoder: bool = False
+
+
+# Approximate evaluation-set sizes per language (examples; XTREME-R dev sets, or test where a
+# target has only one set), rounded: they set the evaluation cost and the planner's test-item
+# noise, not any result. XCOPA: 100 dev; XQuAD/LAReQA: 1190 questions; XNLI: 2490 dev.
+EVAL_ITEMS = {"xnli": 2490, "xcopa": 100, "udpos": 1000, "wikiann": 1000, "xquad": 1190,
+              "mlqa": 1000, "tydiqa": 500, "mewslix": 1000, "lareqa": 1190, "tatoeba": 1000}
+DEFAULT_EVAL_MFU = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalCell:
+    """What costing one cell's evaluation needs."""
+
+    cell_id: str
+    size: str
+    examples: int       # every language's examples + the selection validations
+    inputs: int
+    targets: int        # decode length (1 for an embedding pass)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +111,62 @@ def cost_cells(cells: Iterable[TrainCell], model_configs: dict[str, Any], chip: 
     return out
 
 
+def eval_chip_hours(cells: Iterable[EvalCell], model_configs: dict[str, Any],
+                    chip: topology.Chip, mfu: float = DEFAULT_EVAL_MFU) -> dict[str, float]:
+    """Evaluation chip-hours per size."""
+    from train import flops
+
+    if not 0 < mfu <= 1:
+        raise ValueError(f"--eval_mfu {mfu}: expected a fraction in (0, 1], e.g. 0.1")
+    out: dict[str, float] = {}
+    for c in cells:
+        f = flops.decode_flops(model_configs[c.size], 1, c.inputs, c.targets) * c.examples
+        out[c.size] = out.get(c.size, 0.0) + chip_hours(f, chip, mfu)
+    return out
+
+
+def eval_cells_from_experiment(exp: Any, cells: Iterable[Any]) -> list[EvalCell]:
+    """One EvalCell per cell that is scored (study.grid cells with a target)."""
+    out = []
+    for c in cells:
+        if c.target is None or c.kind == "stage":
+            continue
+        lengths = exp.eval_length(c.target)
+        langs = len(exp.languages[c.target])
+        per_lang = EVAL_ITEMS[c.target]
+        if exp.eval_max_examples:
+            per_lang = min(per_lang, exp.eval_max_examples)
+        validations = (c.steps // exp.save_every) * per_lang if c.steps else 0
+        decode = 1 if c.kind in ("retrieval", "embedding") else lengths.targets
+        out.append(EvalCell(c.cell_id, c.size, langs * per_lang + validations, lengths.inputs,
+                            decode))
+    return out
+
+
+def per_seed_chip_hours(exp: Any, chip: topology.Chip, mfu: float,
+                        eval_mfu: float = DEFAULT_EVAL_MFU) -> dict[str, tuple[float, float]]:
+    """Per size, (training, evaluation) chip-hours of ONE seed of the experiment's grid."""
+    from study import grid
+
+    cells, configs = cells_for(exp)
+    train = cost_cells(cells, configs, chip, mfu)
+    evals = eval_chip_hours(eval_cells_from_experiment(exp, grid.build(exp, "/tmp/xitt-cost")),
+                            configs, chip, eval_mfu)
+    seeds = len(exp.seeds)
+    return {s.name: (sum(c.chip_hours for c in train if c.cell.size == s.name) / seeds,
+                     evals.get(s.name, 0.0) / seeds) for s in exp.sizes}
+
+
+def _eval_cells(path: str) -> list[EvalCell]:
+    from study import experiment, grid
+
+    exp = experiment.load(path, check_files=False)
+    return eval_cells_from_experiment(exp, grid.build(exp, "/tmp/xitt-cost-study"))
+
+
 def report(costs: Sequence[CellCost], chip: topology.Chip, mfu: float,
-           price: float | None, per_cell: bool) -> str:
+           price: float | None, per_cell: bool,
+           evals: dict[str, float] | None = None, eval_mfu: float = DEFAULT_EVAL_MFU) -> str:
     lines = [FORMULA,
              f"chip: {chip.generation}, peak {chip.peak_bf16_flops / 1e12:.0f} TFLOP/s bf16; "
              f"assumed MFU {mfu:.0%}" + (f"; price {price:g} per chip-hour" if price else "")]
@@ -98,7 +177,8 @@ def report(costs: Sequence[CellCost], chip: topology.Chip, mfu: float,
         for c in costs:
             lines.append(f"{c.cell.cell_id:<60} {c.cell.steps:>8,} {c.flops_per_step:>11.3e} "
                          f"{c.chip_hours:>10,.1f}" + money(c.chip_hours))
-    lines.append(f"{'size':<8} {'cells':>6} {'steps':>12} {'chip-hours':>12}"
+    evals = evals or {}
+    lines.append(f"{'size':<8} {'cells':>6} {'steps':>12} {'chip-hours':>12} {'eval':>10}"
                  + ("  money" if price else ""))
     sizes: dict[str, list[CellCost]] = {}
     for c in costs:
@@ -108,10 +188,13 @@ def report(costs: Sequence[CellCost], chip: topology.Chip, mfu: float,
         hours = sum(c.chip_hours for c in group)
         total += hours
         lines.append(f"{size:<8} {len(group):>6} {sum(c.cell.steps for c in group):>12,} "
-                     f"{hours:>12,.1f}" + money(hours))
+                     f"{hours:>12,.1f} {evals.get(size, 0.0):>10,.1f}"
+                     + money(hours + evals.get(size, 0.0)))
+    ev = sum(evals.values())
     lines.append(f"{'total':<8} {len(costs):>6} {sum(c.cell.steps for c in costs):>12,} "
-                 f"{total:>12,.1f}" + money(total))
-    lines.append("(training steps only; evaluation is not included)")
+                 f"{total:>12,.1f} {ev:>10,.1f}" + money(total + ev))
+    lines.append(f"(chip-hours: training; eval: decoding every language + selection "
+                 f"validations at an assumed MFU of {eval_mfu:.0%}; money: both)")
     return "\n".join(lines)
 
 
@@ -172,10 +255,16 @@ def setup_report(kept: SetupCost, per_cell: SetupCost, workers: int, provision: 
 
 def cells_from_experiment(path: str) -> tuple[list[TrainCell], dict[str, Any]]:
     """The experiment's training cells and each size's MT5Config (via study.grid)."""
+    from study import experiment
+
+    return cells_for(experiment.load(path, check_files=False))
+
+
+def cells_for(exp: Any) -> tuple[list[TrainCell], dict[str, Any]]:
+    """cells_from_experiment for a loaded (or derived) study.experiment.Experiment."""
     from study import experiment, grid
     from train import gin_utils
 
-    exp = experiment.load(path, check_files=False)
     configs = {}
     for size in exp.sizes:
         gin_utils.parse([size.model_gin], [])
@@ -200,6 +289,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("experiment", nargs="+",
                         help="the study's experiment files (gin/study/*.gin), e.g. one per size")
     parser.add_argument("--mfu", type=float, default=0.4)
+    parser.add_argument("--eval_mfu", type=float, default=DEFAULT_EVAL_MFU,
+                        help="assumed MFU of decoding (memory-bound; default 0.1)")
     parser.add_argument("--price_per_chip_hour", type=float, default=None)
     parser.add_argument("--generation", choices=sorted(topology.CHIPS), default="v5e")
     parser.add_argument("--cells", action="store_true", help="one line per cell")
@@ -214,15 +305,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     quiet_imports(tasks=False)  # TF's start-up lines (the experiment's gin imports seqio)
     try:
-        cells, configs, seen = [], {}, set()
+        cells, evals, configs, seen = [], [], {}, set()
         for path in args.experiment:
             more, sized = cells_from_experiment(path)
             cells += [c for c in more if c.cell_id not in seen]
+            evals += [c for c in _eval_cells(path) if c.cell_id not in seen]
             seen.update(c.cell_id for c in more)
             configs.update(sized)
         chip = topology.CHIPS[args.generation]
         costs = cost_cells(cells, configs, chip, args.mfu)
-        print(report(costs, chip, args.mfu, args.price_per_chip_hour, args.cells))
+        ev = eval_chip_hours(evals, configs, chip, args.eval_mfu)
+        print(report(costs, chip, args.mfu, args.price_per_chip_hour, args.cells, ev,
+                     args.eval_mfu))
         if args.workers < 1:
             raise ValueError(f"--workers {args.workers}: expected at least 1")
         kept, per_cell, skipped = setup_costs(args.experiment, args.workers,

@@ -1,5 +1,6 @@
 """The report from a synthetic database: tables, valid PNGs, marks, banner, numbers = DB rows."""
 
+import json
 import math
 import re
 import struct
@@ -25,11 +26,14 @@ def _truth(size, cond, target, lang):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
-    db = synthetic_db.build(root / "results.sqlite", sizes=PARAMS, conditions=("mnli", "squad"),
+    db = synthetic_db.build(root / "results.sqlite", sizes=PARAMS,
+                            conditions=("mnli", "squad", "multitask"), seeds=(0, 1),
                             truth=_truth, n=60, targets=("xnli", "xquad"),
                             incomplete=("tiny2", "squad", "xquad"))
+    db.set_meta(an.PRIMARY_META, json.dumps({"condition": "xitt.inter.multitask",
+                                             "measure": "overall_gain"}, sort_keys=True))
     db.close()
-    path = report.write_report(root / "results.sqlite", root / "report", n_boot=100)
+    path = report.write_report(root / "results.sqlite", root / "report")
     return root, path, path.read_text()
 
 
@@ -79,7 +83,8 @@ def test_banner_says_toy_models_and_sample_data(built):
 def test_incomplete_cell_is_marked_not_averaged(built):
     _, _, text = built
     assert "| tiny2 | squad | xquad | incomplete: tiny2/squad/xquad/s0 failed " \
-           "(RuntimeError: synthetic failure) |" in text
+           "(RuntimeError: synthetic failure); tiny2/squad/xquad/s1 failed (RuntimeError: " \
+           "synthetic failure) |" in text
     tiny2 = text.split("### tiny2")[1].split("###")[0]
     squad_row = next(line for line in tiny2.splitlines() if line.startswith("| squad |"))
     assert _cells(squad_row)[2] == "**incomplete**"  # the xquad column
@@ -97,49 +102,54 @@ def test_numbers_match_database_rows(built):
         rows = {(c, r.language, r.metric): r.value for c, r in db.results()}
     for size in PARAMS:
         for cond in ("baseline", "mnli"):
-            xnli = np.mean([rows[(f"{size}/{cond}/xnli/s0", lang, "accuracy")]
-                            for lang in synthetic_db.LANGS["xnli"]])
-            xquad = np.mean([(rows[(f"{size}/{cond}/xquad/s0", lang, "f1")]
-                              + rows[(f"{size}/{cond}/xquad/s0", lang, "exact_match")]) / 2
-                             for lang in synthetic_db.LANGS["xquad"]])
+            xnli = np.mean([rows[(f"{size}/{cond}/xnli/s{s}", lang, "accuracy")]
+                            for lang in synthetic_db.LANGS["xnli"] for s in (0, 1)])
+            xquad = np.mean([(rows[(f"{size}/{cond}/xquad/s{s}", lang, "f1")]
+                              + rows[(f"{size}/{cond}/xquad/s{s}", lang, "exact_match")]) / 2
+                             for lang in synthetic_db.LANGS["xquad"] for s in (0, 1)])
             assert f"| {size} | {cond} | {xnli:.2f} | {xquad:.2f} |" in text
-        base = np.mean([rows[(f"{size}/baseline/xnli/s0", lang, "accuracy")]
-                        for lang in synthetic_db.LANGS["xnli"]])
-        mnli = np.mean([rows[(f"{size}/mnli/xnli/s0", lang, "accuracy")]
-                        for lang in synthetic_db.LANGS["xnli"]])
+        base = np.mean([rows[(f"{size}/baseline/xnli/s{s}", lang, "accuracy")]
+                        for lang in synthetic_db.LANGS["xnli"] for s in (0, 1)])
+        mnli = np.mean([rows[(f"{size}/mnli/xnli/s{s}", lang, "accuracy")]
+                        for lang in synthetic_db.LANGS["xnli"] for s in (0, 1)])
         section = text.split(f"### {size}")[1]
         mnli_row = next(line for line in section.splitlines() if line.startswith("| mnli |"))
         assert _cells(mnli_row)[1].startswith(f"{mnli - base:+.2f} [")
 
 
+def test_answer_is_the_primary_endpoint_and_the_rest_is_exploratory(built):
+    _, _, text = built
+    answer = text.split("## Answer")[1].split("### Secondary")[0]
+    assert "intermediate task multitask (the declared primary endpoint)" in answer
+    assert "mnli" not in answer and "best" not in answer
+    secondary = text.split("### Secondary series (exploratory)")[1].split("## Completeness")[0]
+    assert "Holm-adjusted" in secondary and "- mnli, overall:" in secondary
+    trend = text.split("## Trend with model size")[1].split("## Per category")[0]
+    assert "| multitask | overall | **primary** | - | n/a: needs two complete sizes" in trend
+    assert "| mnli | classification | exploratory |" in trend
+    assert "Relative error reduction, %" in text
+    assert "t intervals from the variance components of training seeds and test items" in text
+
+
+def test_one_seed_report_says_no_interval(tmp_path):
+    db = synthetic_db.build(tmp_path / "results.sqlite", sizes=PARAMS, conditions=("multitask",),
+                            truth=_truth, n=20, targets=("xnli",))
+    db.close()
+    text = report.write_report(tmp_path / "results.sqlite", tmp_path / "report",
+                               primary={"condition": "xitt.inter.multitask",
+                                        "measure": "overall_gain"}).read_text()
+    assert "One seed per arm: no interval anywhere" in text
+    row = next(line for line in text.split("### tiny1")[1].splitlines()
+               if line.startswith("| multitask |"))
+    assert "[" not in row
+
+
 def test_rerun_gives_identical_files(built, tmp_path):
     root, path, text = built
-    again = report.write_report(root / "results.sqlite", tmp_path, n_boot=100)
+    again = report.write_report(root / "results.sqlite", tmp_path)
     assert again.read_text() == text
     for name in ("gain_vs_size.png", "language_heatmap_tiny1.png", "rows.tsv"):
         assert (tmp_path / name).read_bytes() == (path.parent / name).read_bytes()
-
-
-def test_mc4_file_parses_and_follows_the_papers_sampling_rule():
-    mc4 = an.load_mc4_sizes()
-    from_benchmarks = ("af ar az bg bn de el en es et eu fa fi fr gu he hi ht hu id it ja jv ka "
-                       "kk ko lt ml mr ms my nl pa pl pt qu ro ru sw ta te th tl tr uk ur vi wo "
-                       "yo zh").split()
-    assert sorted(mc4) == from_benchmarks
-    assert {lg for lg, r in mc4.items() if r.confidence == "absent"} == {"qu", "wo"}
-    en = mc4["en"]
-    for lang, r in mc4.items():
-        if r.confidence == "recalled":
-            rule = en.mt5_percent * (r.pages_millions / en.pages_millions) ** 0.3
-            assert r.mt5_percent == pytest.approx(rule, rel=0.04), lang
-
-
-def test_bad_mc4_file_is_refused_naming_the_line(tmp_path):
-    bad = tmp_path / "mc4.tsv"
-    bad.write_text("# c\nlanguage\ttokens_billions\tpages_millions\tmt5_percent\tconfidence\n"
-                   "en\t1\tmany\t5.67\trecalled\n")
-    with pytest.raises(ValueError, match=r"mc4.tsv:3: pages_millions 'many'; expected a number"):
-        an.load_mc4_sizes(bad)
 
 
 def test_targets_under_both_recipes_get_a_raw_section(tmp_path):
@@ -150,8 +160,8 @@ def test_targets_under_both_recipes_get_a_raw_section(tmp_path):
                        truth=lambda *k: 0.3 if k[1] == "baseline" else 0.6, recipe="raw",
                        seed=3).close()
     with ResultsDB(db_path) as db:
-        official = an.analyse(db, n_boot=20)
-        raw = an.analyse(db, n_boot=20, prefer="raw")
+        official = an.analyse(db)
+        raw = an.analyse(db, prefer="raw")
         assert official.recipes == {"xnli": "official", "xcopa": "official"}
         assert raw.recipes == {"xnli": "official", "xcopa": "raw"}
         assert raw.both_recipes == ["xcopa"]
@@ -160,7 +170,7 @@ def test_targets_under_both_recipes_get_a_raw_section(tmp_path):
     expected = np.mean([rows[("tiny1/mnli/xcopa/s0/raw", lg)] - rows[("tiny1/baseline/xcopa/s0/raw",
                                                                       lg)] for lg in langs])
     assert raw.gains[("tiny1", "mnli", "xcopa")].point == pytest.approx(expected)
-    text = report.write_report(db_path, tmp_path / "report", n_boot=20).read_text()
+    text = report.write_report(db_path, tmp_path / "report").read_text()
     assert "Recipes: xnli official, xcopa official" in text
     section = text.split("## Raw recipe variants")[1].split("## Cells")[0]
     row = next(line for line in section.splitlines() if line.startswith("| tiny1 | mnli |"))

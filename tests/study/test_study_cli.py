@@ -151,3 +151,32 @@ def test_compilation_cache_in_the_study_dir_serves_a_second_process(tmp_path):
     assert any(name.startswith("jit_") for name in first)
     subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, check=True)
     assert sorted(p.name for p in (tmp_path / "jax_cache").iterdir()) == first  # all hits
+
+
+def test_simulate_prints_coverage_and_declared_shrinks_as_fractions(capsys):
+    import json
+
+    assert cli.main(["simulate", "--studies", "2", "--items", "10", "--workers", "1",
+                     "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["studies"] == 2 and 0.0 <= out["coverage"] <= 1.0
+    assert 0.0 <= out["declared_shrinks"] <= 1.0 and out["true_slope"] == 0.0
+
+
+def test_report_takes_the_primary_endpoint_from_the_recorded_experiment(tmp_path, capsys):
+    from study.db import ResultsDB
+    from tests.study import synthetic_db
+
+    synthetic_db.build(tmp_path / "results.sqlite", sizes={"tiny": 10**6, "tiny2": 10**7},
+                       conditions=("multitask",), truth=lambda *k: 0.5, n=10,
+                       seeds=(0, 1)).close()
+    with ResultsDB(tmp_path / "results.sqlite") as db:
+        db.set_meta("experiment_file", CPU)
+    assert cli.main(["report", "--study_dir", str(tmp_path)]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "intermediate task multitask (the declared primary endpoint)" in text
+
+
+def test_plan_refuses_toy_sizes(capsys):
+    err = _error(capsys, ["plan", CPU, "--detect_slope", "-1.0"])
+    assert "no released mT5 parameter count for tiny, tiny2" in err

@@ -60,7 +60,8 @@ def test_report_sums_per_size_and_prices_the_total():
     assert float(base_line.split()[3].replace(",", "")) == pytest.approx(base_hours, abs=0.06)
     total = next(line for line in lines if line.startswith("total"))
     hours = sum(c.chip_hours for c in costs)
-    assert float(total.split()[4].replace(",", "")) == pytest.approx(2 * hours, abs=0.6)
+    assert float(total.split()[4]) == 0.0  # no evaluation cells given
+    assert float(total.split()[5].replace(",", "")) == pytest.approx(2 * hours, abs=0.6)
     assert costs[2].chip_hours > 10 * costs[0].chip_hours  # XXL vs Base at equal steps
 
 
@@ -108,3 +109,22 @@ def test_provisioning_and_setup_count_per_slice_created(capsys):
                        f"{kept.chip_hours:,.1f} chip-hours")
     assert out[-1] == (f"  one slice per cell: {len(cells):,} slices, "
                        f"{per_cell.chip_hours:,.1f} chip-hours")
+
+
+def test_evaluation_costs_every_language_and_the_selection_validations():
+    from study import experiment, grid
+
+    exp = experiment.load("gin/study/study_base.gin", check_files=False)
+    evals = cost.eval_cells_from_experiment(exp, grid.build(exp, "/tmp/xitt-cost-test"))
+    xnli = next(c for c in evals if c.cell_id == "base/s0/baseline/xnli")
+    validations = (exp.target_steps["xnli"] // exp.save_every) * cost.EVAL_ITEMS["xnli"]
+    assert xnli.examples == len(exp.languages["xnli"]) * cost.EVAL_ITEMS["xnli"] + validations
+    assert xnli.targets == exp.eval_length("xnli").targets
+    tatoeba = next(c for c in evals if c.cell_id == "base/s0/baseline/tatoeba")
+    assert tatoeba.targets == 1  # an embedding pass, no decoding
+    chip = topology.CHIPS["v5e"]
+    hours = cost.eval_chip_hours([xnli], {"base": BASE}, chip, mfu=0.1)["base"]
+    per_example = flops.decode_flops(BASE, 1, xnli.inputs, xnli.targets)
+    assert hours == pytest.approx(xnli.examples * per_example / (197e12 * 0.1) / 3600)
+    with pytest.raises(ValueError, match="--eval_mfu 0: expected a fraction"):
+        cost.eval_chip_hours([xnli], {"base": BASE}, chip, mfu=0)
