@@ -13,7 +13,7 @@ import pathlib
 from collections import Counter
 
 from study import analysis as an
-from study import plots
+from study import baselines, plots
 from study.analysis import BEST, CATEGORIES, OVERALL, Analysis, Missing
 from study.db import ResultsDB
 from study.variance import ONE_SEED, Est
@@ -37,6 +37,7 @@ def write_report(db_path: str | os.PathLike, out_dir: str | os.PathLike, *,
         cells = db.cells()
         rows = db.results()
         schema = db.schema_version
+        published = baselines.published_table(db)  # None for toy studies
     figures = {
         "gain_vs_size": plots.gain_vs_size(result, out / "gain_vs_size.png"),
         "categories": plots.category_summary(result, out / "category_summary.png"),
@@ -50,6 +51,7 @@ def write_report(db_path: str | os.PathLike, out_dir: str | os.PathLike, *,
             result, size, out / f"gain_vs_share_{size}.png", mc4, share_fits[size])
     _atomic_write(out / ROWS_FILE, _rows_tsv(rows, {c.cell_id: c for c in cells}))
     text = render(result, cells, db_path, schema, share_fits, mc4, figures, raw)
+    text = text + "\n" + published if published else text
     _atomic_write(out / REPORT_FILE, text)
     return out / REPORT_FILE
 

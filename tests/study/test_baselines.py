@@ -221,3 +221,13 @@ def test_no_table_when_the_database_says_toy(tmp_path):
     with ResultsDB(tmp_path / "r.sqlite", create=False) as again:
         assert bl.published_table(again) is not None
     db.close()
+
+
+def test_the_report_prints_the_published_table_for_a_real_scale_study(tmp_path):
+    from study import report
+
+    _build(tmp_path / "r.sqlite").close()
+    text = report.write_report(tmp_path / "r.sqlite", tmp_path / "out").read_text()
+    section = text[text.index("## Published mT5 baselines beside ours"):]
+    assert {(r["size"], r["target"]) for r in _rows(section)} == {
+        (s, t) for s in SIZES for t in ("xnli", "wikiann", "xquad")}
