@@ -47,8 +47,9 @@ SINGLE_SET_TARGETS = ("xquad", "lareqa", "tatoeba")
 
 
 # What the primary endpoint measures (study.analysis computes it):
-#   'overall_gain': the condition's XTREME-R score minus the baseline's (the mean over the
-#   experiment's targets of each target's language-averaged metric), per size.
+#   'overall_gain': the condition's XTREME-R score minus the baseline's, per size (XTREME-R's
+#   score: the mean over task categories of the mean over the category's targets of each
+#   target's language-averaged metric; study.analysis).
 ENDPOINT_MEASURES = ("overall_gain",)
 
 
