@@ -1,4 +1,5 @@
-"""Per-example scores behind each reported number, for the study's intervals (item-level variance, translated items grouped).
+"""Per-example scores behind each reported number, for the study's intervals (item-level
+variance, translated items grouped).
 
 A metric whose corpus value is the mean of a per-example value (accuracy, SQuAD/MLQA F1 and
 EM, mAP@20, Tatoeba accuracy) is scored by applying the task's own metric function to each
