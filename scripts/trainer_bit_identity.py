@@ -56,6 +56,8 @@ def arrays(model_dir: Path) -> dict[str, np.ndarray]:
 
     out = {}
     for step_dir in sorted(model_dir.glob("checkpoint_*")):
+        if not step_dir.is_dir() or not step_dir.name.removeprefix("checkpoint_").isdigit():
+            continue
         tree = ocp.PyTreeCheckpointer().restore(step_dir)
         for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
             out[f"{step_dir.name}/{jax.tree_util.keystr(path)}"] = np.asarray(leaf)
@@ -91,18 +93,21 @@ def main() -> int:
     parser.add_argument("--base", type=Path, required=True, help="checkout before the change")
     parser.add_argument("--new", type=Path, required=True, help="checkout after the change")
     parser.add_argument("--workdir", type=Path, required=True, help="an empty directory")
+    parser.add_argument("--compare_only", action="store_true",
+                        help="compare the runs already in --workdir, train nothing")
     args = parser.parse_args()
     base, new, work = args.base.resolve(), args.new.resolve(), args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    if any(work.iterdir()):
-        raise SystemExit(f"--workdir {work}: not empty")
-    for side, checkout in (("base", base), ("new", new)):
-        train(checkout, work / side / "straight", COPY, 6)
-        train(checkout, work / side / "resumed", COPY, 3)
-        train(checkout, work / side / "resumed", COPY, 6)
-        train(checkout, work / side / "dual", DUAL, None)
-    train(base, work / "crossed", COPY, 3)
-    train(new, work / "crossed", COPY, 6)
+    if not args.compare_only:
+        if any(work.iterdir()):
+            raise SystemExit(f"--workdir {work}: not empty")
+        for side, checkout in (("base", base), ("new", new)):
+            train(checkout, work / side / "straight", COPY, 6)
+            train(checkout, work / side / "resumed", COPY, 3)
+            train(checkout, work / side / "resumed", COPY, 6)
+            train(checkout, work / side / "dual", DUAL, None)
+        train(base, work / "crossed", COPY, 3)
+        train(new, work / "crossed", COPY, 6)
     problems = []
     for name in ("straight", "resumed", "dual"):
         problems += compare(name, work / "base" / name, work / "new" / name)
