@@ -186,11 +186,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     lengths = predict.parse_feature_lengths(args.feature_lengths)
     model, modules = _parse_gin(args.gin_file, bindings,
                                 args.mixture_or_task_module or ["xitt_tasks"])
-    split = args.split or ("validation" if args.task else
-                           eval_targets.default_split(args.target))
+    spec = None if args.task else eval_targets.xtreme_r.get_task(args.target)  # resolved once
+    split = args.split or ("validation" if args.task else eval_targets.default_split(spec))
     tasks = _task_names(args.task) if args.task else []
-    checked = tasks or [f"xitt.{eval_targets.xtreme_r.get_task(args.target).name}."
-                        f"{eval_targets.target_languages(args.target)[0]}"]
+    checked = tasks or [f"xitt.{spec.name}.{eval_targets.target_languages(spec.name)[0]}"]
     for name in dict.fromkeys(checked):  # the model's rows must hold every token id
         vocabulary.check_task_vocabularies(name, model.config.vocab_size)
     mesh = make_mesh(args)
@@ -211,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
                 alpha=args.alpha, max_examples=args.max_examples,
                 retrieval_layer=args.retrieval_layer, retrieval_pooling=args.retrieval_pooling)
             result = eval_targets.evaluate_target(
-                model, params, args.target, settings, split=split, mesh=mesh, rules=rules,
+                model, params, spec, settings, split=split, mesh=mesh, rules=rules,
                 params_sharding=shardings, output_dir=str(out) if writer else None,
                 leaderboard_dir=str(out / "predictions") if writer else None, info=info)
             results = {r.task: r.metrics for r in result.languages.values()}

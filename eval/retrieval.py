@@ -44,7 +44,8 @@ from etils import epath
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import xitt_tasks  # noqa: F401  (registers the tasks)
-from eval import example_scores, leaderboard, predict
+from eval import example_scores, leaderboard, predict, xtreme_r
+from eval.target_result import LanguageResult
 from train import partitioning, retrieval_search
 from xitt_tasks import languages as xlanguages
 
@@ -284,7 +285,8 @@ def evaluate_retrieval(target: str, embed: EmbedFn, params: Any, *, split: str =
     return result
 
 
-def evaluate_retrieval_target(model: Any, params: Any, target: str, settings: Any, *,
+def evaluate_retrieval_target(model: Any, params: Any, spec: xtreme_r.TaskSpec,
+                              settings: Any, *,
                               split: str, languages: Sequence[str], mesh: Mesh | None = None,
                               rules: Any = None, params_sharding: Any = None,
                               leaderboard_dir: str | None = None,
@@ -296,7 +298,7 @@ def evaluate_retrieval_target(model: Any, params: Any, target: str, settings: An
     pooling=settings.retrieval_pooling)` at `settings.feature_lengths['inputs']` tokens;
     writes `<output_dir>/<task>/{predictions.jsonl,metrics.json}` and the leaderboard files.
     """
-    from eval import targets as eval_targets  # the caller's module (imports this one lazily)
+    target = spec.name
 
     def embed(p, tokens):
         return model.embed(p, tokens, layer=settings.retrieval_layer,
@@ -324,7 +326,7 @@ def evaluate_retrieval_target(model: Any, params: Any, target: str, settings: An
         if leaderboard_dir is not None:
             leaderboard.write_predictions(leaderboard_dir, run.task.name, records, split)
         metric = METRICS[target]
-        results[lang] = eval_targets.LanguageResult(
+        results[lang] = LanguageResult(
             lang, run.task.name, dict(run.metrics), len(records),
             tuple(f"{lang}:{i}" for i in range(len(records))),
             {metric: (per_example_scores(target, run), "mean")})

@@ -50,7 +50,8 @@ def selection_languages(target: str, protocol: str) -> tuple[str, ...]:
     return eval_targets.target_languages(target)
 
 
-def task_score(target: str, per_language: Mapping[str, Mapping[str, float]]) -> float:
+def task_score(target: str | xtreme_r.TaskSpec,
+               per_language: Mapping[str, Mapping[str, float]]) -> float:
     """The target's metric averaged over the given languages (QA: (F1 + EM) / 2)."""
     keys = xtreme_r.get_task(target).metric_keys
     values = [sum(float(m[k]) for k in keys) / len(keys) for m in per_language.values()]
@@ -68,7 +69,8 @@ def make_selection_fn(model: Any, target: str, protocol: str,
     """`selection_fn(params, step) -> {'task_score': ...}` for `train.trainer.train`, or None
     for the 'last' protocol. The English dev set is read once, at the first call; `batch_fn`
     reuses a compiled decoder (`predict.make_batch_fn` of the same settings)."""
-    target = xtreme_r.get_task(target).name
+    spec = xtreme_r.get_task(target)  # resolved once; the spec is passed down
+    target = spec.name
     langs: Sequence[str] = selection_languages(target, protocol)
     if not langs or target in NO_RANKED_DEV:
         return None
@@ -93,10 +95,10 @@ def make_selection_fn(model: Any, target: str, protocol: str,
             per_language = {"en": out.metrics}
         else:  # every language's dev set (or Mewsli-X's English WikiNews dev set)
             per_language = eval_targets.evaluate_target(
-                model, params, target, settings, split=split, languages=langs, mesh=mesh,
+                model, params, spec, settings, split=split, languages=langs, mesh=mesh,
                 rules=rules, params_sharding=params_sharding,
                 batch_fn=batch_fn).per_language_metrics()
-        score = task_score(target, per_language)
+        score = task_score(spec, per_language)
         if log is not None:
             log(f"step {step}: selection ({protocol}, {split}) {target} {score:.2f}")
         return {SELECTION_METRIC: score}

@@ -7,7 +7,6 @@ cells all call `evaluate_target`, so a number in the study is the number `python
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,51 +14,20 @@ import numpy as np
 import seqio
 
 from eval import example_scores, leaderboard, predict, xtreme_r
+from eval.target_result import LanguageResult, TargetResult, TargetSettings
 from xitt_tasks import languages as xlanguages
+
+__all__ = ["DECODE_TARGETS", "RETRIEVAL_TARGETS", "LanguageResult", "TargetResult",
+           "TargetSettings", "default_split", "evaluate_target", "language_scores",
+           "target_languages"]
 
 DECODE_TARGETS = ("xnli", "xcopa", "udpos", "wikiann", "xquad", "mlqa", "tydiqa")
 RETRIEVAL_TARGETS = ("tatoeba", "mewslix", "lareqa")
 
 
-@dataclasses.dataclass(frozen=True)
-class TargetSettings:
-    """How to evaluate: shapes, search and, for retrieval, which embedding."""
-
-    feature_lengths: Mapping[str, int]
-    batch_size: int = 32
-    beam_size: int = 1
-    alpha: float = 0.6
-    max_examples: int | None = None
-    retrieval_layer: int | None = None
-    retrieval_pooling: str = "mean"
-
-
-@dataclasses.dataclass(frozen=True)
-class LanguageResult:
-    language: str
-    task: str
-    metrics: dict[str, float]
-    num_examples: int
-    example_ids: tuple[str, ...]
-    # metric -> (per-example scores, aggregation: 'mean' [n] or 'f1_counts' [n, 3])
-    example_scores: dict[str, tuple[np.ndarray, str]]
-
-
-@dataclasses.dataclass(frozen=True)
-class TargetResult:
-    target: str
-    split: str
-    languages: dict[str, LanguageResult]
-    task_score: float | None
-    info: dict[str, Any]
-
-    def per_language_metrics(self) -> dict[str, dict[str, float]]:
-        return {lang: r.metrics for lang, r in self.languages.items()}
-
-
-def default_split(target: str) -> str:
+def default_split(spec: xtreme_r.TaskSpec) -> str:
     """The split scored locally (XTREME strips most test labels: dev sets stand in)."""
-    return leaderboard.LOCAL_SPLITS[xtreme_r.get_task(target).name]
+    return leaderboard.LOCAL_SPLITS[spec.name]
 
 
 def target_languages(target: str, languages: Sequence[str] | None = None) -> tuple[str, ...]:
@@ -93,10 +61,11 @@ def language_scores(target: str, lang: str, task: seqio.Task, examples: Sequence
     return out
 
 
-def _decode_target(params: Any, target: str, split: str, langs: Sequence[str],
+def _decode_target(params: Any, spec: xtreme_r.TaskSpec, split: str, langs: Sequence[str],
                    settings: TargetSettings, batch_fn: predict.BatchFn,
                    output_dir: str | None, leaderboard_dir: str | None,
                    info: Mapping[str, Any]) -> dict[str, LanguageResult]:
+    target = spec.name
     eval_settings = predict.EvalSettings(
         feature_lengths=dict(settings.feature_lengths), split=split, mode="decode",
         batch_size=settings.batch_size, beam_size=settings.beam_size, alpha=settings.alpha,
@@ -120,13 +89,15 @@ def _decode_target(params: Any, target: str, split: str, langs: Sequence[str],
     return results
 
 
-def evaluate_target(model: Any, params: Any, target: str, settings: TargetSettings, *,
+def evaluate_target(model: Any, params: Any, target: str | xtreme_r.TaskSpec,
+                    settings: TargetSettings, *,
                     split: str | None = None, languages: Sequence[str] | None = None,
                     mesh: Any = None, rules: Any = None, params_sharding: Any = None,
                     batch_fn: predict.BatchFn | None = None, output_dir: str | None = None,
                     leaderboard_dir: str | None = None,
                     info: Mapping[str, Any] | None = None) -> TargetResult:
-    """Every language of `target` on `split` (default: `default_split`).
+    """Every language of `target` (a name or its `xtreme_r.TaskSpec`, resolved once here and
+    passed down) on `split` (default: `default_split`).
 
     `model` is a `train.models` model; params in its in-memory layout. Decoding targets reuse
     `batch_fn` when given (one compilation for every target with the same shapes). Files:
@@ -134,18 +105,17 @@ def evaluate_target(model: Any, params: Any, target: str, settings: TargetSettin
     under `leaderboard_dir`.
     """
     spec = xtreme_r.get_task(target)
-    target = spec.name
-    split = split or default_split(target)
-    langs = target_languages(target, languages)
+    split = split or default_split(spec)
+    langs = target_languages(spec.name, languages)
     model = predict.as_model(model)
-    info = {"target": target, "split": split, **dict(info or {})}
-    if target in RETRIEVAL_TARGETS:
-        from eval import retrieval
+    info = {"target": spec.name, "split": split, **dict(info or {})}
+    if spec.name in RETRIEVAL_TARGETS:
+        from eval import retrieval  # embeds and searches: loaded only for these targets
 
         info.update(retrieval_layer=settings.retrieval_layer,
                     retrieval_pooling=settings.retrieval_pooling)
         results = retrieval.evaluate_retrieval_target(
-            model, params, target, settings, split=split, languages=langs, mesh=mesh,
+            model, params, spec, settings, split=split, languages=langs, mesh=mesh,
             rules=rules, params_sharding=params_sharding, leaderboard_dir=leaderboard_dir,
             output_dir=output_dir, info=info)
     else:
@@ -156,7 +126,7 @@ def evaluate_target(model: Any, params: Any, target: str, settings: TargetSettin
                                             beam_size=settings.beam_size,
                                             alpha=settings.alpha),
                 mesh, rules, params_sharding)
-        results = _decode_target(params, target, split, langs, settings, batch_fn,
+        results = _decode_target(params, spec, split, langs, settings, batch_fn,
                                  output_dir, leaderboard_dir, info)
-    score = xtreme_r.task_score(target, {lang: r.metrics for lang, r in results.items()})
-    return TargetResult(target, split, results, score.score, info)
+    score = xtreme_r.task_score(spec, {lang: r.metrics for lang, r in results.items()})
+    return TargetResult(spec.name, split, results, score.score, info)

@@ -61,8 +61,11 @@ BY_NAME: dict[str, TaskSpec] = {t.name: t for t in TASKS}
 BY_FOLDER: dict[str, TaskSpec] = {t.folder: t for t in TASKS}
 
 
-def get_task(name_or_folder: str) -> TaskSpec:
-    """The task called `name_or_folder` (project name `wikiann` or folder `panx`)."""
+def get_task(name_or_folder: str | TaskSpec) -> TaskSpec:
+    """The task called `name_or_folder` (project name `wikiann` or folder `panx`); a TaskSpec
+    is its own task (callers resolve a name once and pass the spec down)."""
+    if isinstance(name_or_folder, TaskSpec):
+        return name_or_folder
     spec = BY_NAME.get(name_or_folder) or BY_FOLDER.get(name_or_folder)
     if spec is None:
         raise ValueError(f"unknown XTREME-R task {name_or_folder!r}; expected one of "
@@ -94,7 +97,7 @@ class TaskScore:
         return dataclasses.asdict(self)
 
 
-def task_score(task: str, per_language: Mapping[str, Mapping[str, float]]) -> TaskScore:
+def task_score(task: str | TaskSpec, per_language: Mapping[str, Mapping[str, float]]) -> TaskScore:
     """Mean over the task's languages of each metric key; QA combines F1 and EM.
 
     `per_language[lang][key]` are percent values. Languages outside the task raise; missing

@@ -8,6 +8,7 @@ task registry are imported once.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
 import os
@@ -118,7 +119,7 @@ def train_cell(exp: Experiment, cell: grid.Cell, cells: Mapping[str, grid.Cell]
     """Train (or resume) the cell's phase; returns provenance of the selected checkpoint."""
     import gin
 
-    from train import checkpoints, gin_utils, trainer
+    from train import checkpoints, gin_utils, settings, trainer
 
     init = _start_checkpoint(exp, cell, cells)
     opt_state = (exp.optimizer_state_between_phases if cell.init_from is not None
@@ -137,7 +138,7 @@ def train_cell(exp: Experiment, cell: grid.Cell, cells: Mapping[str, grid.Cell]
     config = _gin_parse(exp, cell, bindings)
     # Model selection: validation loss on English dev (the training task's validation split),
     # on every language's dev (the target's all_langs mixture), or the last checkpoint.
-    selection, eval_kw = "last", {"eval_split": None}
+    selection, eval_kw = "last", {"eval_split": None}  # ValidationSettings fields
     if cell.kind in ("target", "retrieval") and exp.selection != "last":
         if exp.selection == "en_dev" and _has_split(cell.train_task, "validation"):
             selection, eval_kw = "en_dev", {"eval_split": "validation"}
@@ -146,26 +147,30 @@ def train_cell(exp: Experiment, cell: grid.Cell, cells: Mapping[str, grid.Cell]
             selection, eval_kw = "all_dev", {
                 "eval_split": "validation",
                 "eval_mixture_or_task_name": f"xitt.{cell.target}.all_langs"}
-    model_kw: dict[str, Any] = {}
+    model, data_kw, model_kw = config, {}, {}  # (the run files' MODEL_CONFIG by default)
     if cell.kind == "retrieval":  # Mewsli-X, LAReQA: a dual encoder, in-batch negatives
-        model_kw = {"model": dual_encoder_model(exp, config), "model_config": None,
-                    "pack": False}
+        model, data_kw = dual_encoder_model(exp, config), {"pack": False}
+        model_kw = {"model": model}
     # ... and, where the target has a dev set to rank, by the target's own metric (accuracy,
     # F1, (EM + F1) / 2, mAP@20) on that selection set at every validation step.
     best = {"best_metric": "loss", "best_mode": "min"}
     if selection != "last":
-        fn = _selection_fn(exp, cell, model_kw.get("model") or config)
+        fn = _selection_fn(exp, cell, model)
         if fn is not None:
             best = {"best_metric": "task_score", "best_mode": "max"}
-            model_kw.update(selection_fn=fn, **best)
+            eval_kw.update(selection_fn=fn, **best)
             selection = f"{selection}:task_metric"
         elif cell.kind == "retrieval":  # LAReQA: in-batch retrieval accuracy on dev pairs
             best = {"best_metric": "accuracy", "best_mode": "max"}
-            model_kw.update(best)
+            eval_kw.update(best)
             selection = f"{selection}:in_batch_accuracy"
     modules = [TASK_MODULE]
+    # The run files' settings, with the cell's model, packing and selection on top.
     gin.get_configurable(trainer.train)(
-        on_start=lambda d: gin_utils.write_config(d, modules), **eval_kw, **model_kw)
+        on_start=lambda d: gin_utils.write_config(d, modules), **model_kw,
+        data=dataclasses.replace(gin.get_configurable(settings.DataSettings)(), **data_kw),
+        validation=dataclasses.replace(gin.get_configurable(settings.ValidationSettings)(),
+                                       **eval_kw))
     operative = gin.operative_config_str()
     step = None
     if selection != "last":

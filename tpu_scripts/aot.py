@@ -188,7 +188,7 @@ def infer_mesh(cfg: TpuConfig, devices: list[Any]) -> Any:
 def lower_phase(cfg: TpuConfig, phase: str, model_config: Any, devices: list[Any], *,
                 num_microbatches: int | None = None) -> Any:
     """The lowered step of `phase` for `model_config` on `devices`."""
-    from train import models, optimizer, schedules, steps
+    from train import dual_encoder, models, optimizer, schedules, steps
 
 
     micro = cfg.num_microbatches if num_microbatches is None else num_microbatches
@@ -197,7 +197,7 @@ def lower_phase(cfg: TpuConfig, phase: str, model_config: Any, devices: list[Any
         rules = steps.rules_for(cfg.parameter_partitioning, cfg.activation_partitioning_dims)
         adafactor = optimizer.AdafactorConfig()
         if phase == "retrieval_train":
-            model = models.model_class("dual_encoder")(model_config)
+            model = dual_encoder.DualEncoderModel(model_config)
             micro = 1  # in-batch negatives: the whole batch at once
         else:
             model = models.EncoderDecoderModel(model_config)
@@ -228,7 +228,7 @@ def lower_phase(cfg: TpuConfig, phase: str, model_config: Any, devices: list[Any
     rules = steps.rules_for("1d", 1)  # as python -m eval builds them
     data = steps.batch_sharding(mesh)
     if phase == "embed_candidates":
-        model = models.model_class("dual_encoder")(model_config)
+        model = dual_encoder.DualEncoderModel(model_config)
     else:
         model = models.EncoderDecoderModel(model_config)
     shardings = steps.param_shardings(model, mesh, rules)

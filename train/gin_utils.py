@@ -48,6 +48,7 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str],
         if not any(epath.Path(p, f).exists() for p in search_paths) and \
                 not epath.Path(f).exists():
             raise FileNotFoundError(f"--gin_file={f}: no such file (searched {list(search_paths)})")
+    refuse_old_trainer_bindings(gin_files, bindings, search_paths)
     try:
         gin.parse_config_files_and_bindings(list(gin_files), None, finalize_config=False)
     except ValueError as e:
@@ -66,6 +67,31 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str],
             raise ValueError(_with_hint(f"gin binding {binding!r}: {e}")) from None
         except SyntaxError as e:
             raise ValueError(_syntax_hint(binding, e)) from None
+
+
+def refuse_old_trainer_bindings(gin_files: Sequence[str], bindings: Sequence[str],
+                                search_paths: Sequence[str] = (".",)) -> None:
+    """A file or binding written for the trainer's keyword list before its settings were
+    grouped (an old model directory's config.gin): one line saying how to migrate it."""
+    from train import gin_migrate
+
+    for f in gin_files:
+        path = next((epath.Path(p, f) for p in search_paths if epath.Path(p, f).exists()),
+                    epath.Path(f))
+        text = path.read_text()
+        found = gin_migrate.old_bindings(text) if "trainer.train" in text else []
+        if found:
+            line, name = found[0]
+            raise ValueError(
+                f"{path}:{line}: trainer.train.{name} is bound as before the trainer's settings "
+                f"were grouped (now {gin_migrate.new_name(name)}); rewrite the file with "
+                f"`python -m train.gin_migrate {path}`")
+    for binding in bindings:
+        found = gin_migrate.old_bindings(binding) if "trainer.train" in binding else []
+        if found:
+            name = found[0][1]
+            raise ValueError(f"gin binding {binding!r}: trainer.train.{name} is now "
+                             f"{gin_migrate.new_name(name)}; bind that instead")
 
 
 def _syntax_hint(binding: str, error: SyntaxError) -> str:

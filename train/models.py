@@ -187,19 +187,3 @@ def as_model(model_or_config: BaseModel | MT5Config) -> BaseModel:
         return EncoderDecoderModel(model_or_config)
     raise TypeError(f"expected a train.models model or an MT5Config, got "
                     f"{type(model_or_config).__name__}")
-
-
-@functools.cache
-def _registry() -> dict[str, type[BaseModel]]:
-    from train import dual_encoder
-
-    return {EncoderDecoderModel.kind: EncoderDecoderModel,
-            dual_encoder.DualEncoderModel.kind: dual_encoder.DualEncoderModel}
-
-
-def model_class(kind: str) -> type[BaseModel]:
-    """The model class of a kind ('encoder_decoder' or 'dual_encoder')."""
-    classes = _registry()
-    if kind not in classes:
-        raise ValueError(f"model kind {kind!r}: expected one of {sorted(classes)}")
-    return classes[kind]

@@ -144,7 +144,7 @@ def check_or_record(model_dir: str | os.PathLike, identity: Mapping[str, Any], *
         raise ChangedRunError(
             f"{directory} holds a different run ({IDENTITY_FILE}); differences (recorded -> "
             f"now):\n  {listed}\nUse a new model directory, or pass allow_changed_run=True "
-            "(--gin.trainer.train.allow_changed_run=True) to continue it on purpose.")
+            "(--gin.ALLOW_CHANGED_RUN=True) to continue it on purpose.")
     if diffs and write:
         n = 1
         while (directory / f"run_identity.{n}.json").exists():

@@ -63,18 +63,12 @@ def _vocabulary(spec: str) -> seqio.SentencePieceVocabulary:
     return seqio.SentencePieceVocabulary(spec)
 
 
-def cpu_training_corpus() -> list[str]:
-    """Every text of the sample data, in generation order (deterministic)."""
-    from xitt_tasks.data import make_sample
-
-    return make_sample.build().texts
-
-
-def train_cpu_model(sentences: list[str] | None = None) -> bytes:
-    """Trains the CPU SentencePiece model; same corpus, same bytes (single-threaded)."""
+def train_cpu_model(sentences: list[str]) -> bytes:
+    """Trains the CPU SentencePiece model on `sentences` (the sample data's texts, in
+    generation order: `xitt_tasks.data.make_sample`, which regenerates both); same corpus, same
+    bytes (single-threaded)."""
     import sentencepiece as spm
 
-    sentences = cpu_training_corpus() if sentences is None else sentences
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences),
@@ -94,11 +88,11 @@ def train_cpu_model(sentences: list[str] | None = None) -> bytes:
     return model.getvalue()
 
 
-def write_cpu_model(path: Path = CPU_MODEL_PATH) -> int:
-    """Regenerates the shipped model atomically; returns its piece count."""
+def write_cpu_model(sentences: list[str], path: Path = CPU_MODEL_PATH) -> int:
+    """Regenerates the shipped model from `sentences` atomically; returns its piece count."""
     import sentencepiece as spm
 
-    data = train_cpu_model()
+    data = train_cpu_model(sentences)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)

@@ -11,7 +11,7 @@ import xitt_tasks  # noqa: F401  (registers the tasks)
 from eval import leaderboard, xtreme_r
 from eval import score as eval_score
 from eval import targets as eval_targets
-from train import checkpoints, dual_encoder, models, trainer
+from train import checkpoints, dual_encoder, models, settings, trainer
 from train.config import MT5Config
 
 TINY = MT5Config(vocab_size=1280, emb_dim=32, mlp_dim=64, num_heads=4, head_dim=8,
@@ -23,11 +23,14 @@ TRAIN_TASK.update(xcopa="xitt.xcopa.train.copa", mewslix="xitt.mewslix.train.en"
 
 
 def _train(model, task, model_dir):
-    trainer.train(model_dir=str(model_dir), mixture_or_task_name=task,
-                  task_feature_lengths=LENGTHS, model=model, train_steps=6, batch_size=8,
-                  learning_rate=1e-2, save_every=6, keep_checkpoints=1, eval_split=None,
-                  log_every=6, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS",
-                  devices=jax.devices()[:1], pack=False)
+    trainer.train(
+        model_dir=str(model_dir), model=model,
+        data=settings.DataSettings(task, LENGTHS, batch_size=8, pack=False),
+        schedule=settings.ScheduleSettings(train_steps=6, learning_rate=1e-2, log_every=6),
+        optimizer=settings.OptimizerSettings(loss_normalizing_factor="NUM_REAL_TARGET_TOKENS"),
+        checkpointing=settings.CheckpointSettings(save_every=6, keep_checkpoints=1),
+        validation=settings.ValidationSettings(eval_split=None),
+        mesh=settings.MeshSettings(devices=jax.devices()[:1]))
     return model.scan(checkpoints.load_params(str(model_dir),
                                               model.unscanned().abstract_params()))
 

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from eval import leaderboard, retrieval
+from eval import leaderboard, retrieval, xtreme_r
 from eval.targets import TargetSettings
 from train import dual_encoder, models, partitioning
 from train.config import MT5Config
@@ -99,7 +99,7 @@ def test_dual_encoder_target_writes_leaderboard_files(setup, tmp_path):
     settings = TargetSettings(feature_lengths={"inputs": LENGTH, "targets": LENGTH},
                               batch_size=8)
     results = retrieval.evaluate_retrieval_target(
-        model, params, "mewslix", settings, split="test", languages=("en", "ja"),
+        model, params, xtreme_r.get_task("mewslix"), settings, split="test", languages=("en", "ja"),
         mesh=embedder.mesh, leaderboard_dir=str(tmp_path / "lb"),
         output_dir=str(tmp_path / "out"), info={"retrieval_layer": None})
     for lang, res in results.items():

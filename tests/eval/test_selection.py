@@ -10,7 +10,7 @@ import xitt_tasks  # noqa: F401  (registers the tasks)
 from eval import predict, selection
 from eval import targets as eval_targets
 from tests.train import testing_tasks
-from train import checkpoints, models, trainer
+from train import checkpoints, models, settings, trainer
 from train.config import MT5Config
 
 TINY = MT5Config(vocab_size=512, emb_dim=32, mlp_dim=64, num_heads=4, head_dim=8,
@@ -29,12 +29,15 @@ def test_best_checkpoint_follows_the_task_metric_not_the_loss(tmp_path):
         return {"task_score": 100.0 - step}
 
     result = trainer.train(
-        model_dir=str(tmp_path), mixture_or_task_name=testing_tasks.COPY_TASK,
-        task_feature_lengths={"inputs": 32, "targets": 32}, model=models.EncoderDecoderModel(TINY),
-        train_steps=9, batch_size=8, learning_rate=1e-2, save_every=3, keep_checkpoints=1,
-        eval_every=3, eval_steps=2, log_every=3, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS",
-        devices=jax.devices()[:1], best_metric="task_score", best_mode="max",
-        selection_fn=selection_fn)
+        model_dir=str(tmp_path), model=models.EncoderDecoderModel(TINY),
+        data=settings.DataSettings(testing_tasks.COPY_TASK, {"inputs": 32, "targets": 32}, 8),
+        schedule=settings.ScheduleSettings(train_steps=9, learning_rate=1e-2, log_every=3),
+        optimizer=settings.OptimizerSettings(loss_normalizing_factor="NUM_REAL_TARGET_TOKENS"),
+        checkpointing=settings.CheckpointSettings(save_every=3, keep_checkpoints=1),
+        validation=settings.ValidationSettings(eval_every=3, eval_steps=2,
+                                               best_metric="task_score", best_mode="max",
+                                               selection_fn=selection_fn),
+        mesh=settings.MeshSettings(devices=jax.devices()[:1]))
     assert calls == [3, 6, 9]
     metrics = json.loads((tmp_path / "checkpoint_metrics.json").read_text())
     losses = {int(k): v["loss"] for k, v in metrics.items()}

@@ -5,7 +5,7 @@ import pytest
 
 import xitt_tasks  # noqa: F401  (registers the tasks)
 from eval import predict
-from train import checkpoints, network, trainer
+from train import checkpoints, network, settings, trainer
 from train.config import MT5Config
 from xitt_tasks import vocab
 
@@ -27,11 +27,14 @@ def _accuracy(params, settings, out_dir) -> float:
 
 def test_trained_model_decodes_held_out_labels(tmp_path, eval_settings):
     assert vocab.get_vocabulary().vocab_size <= TINY.vocab_size
-    trainer.train(model_dir=str(tmp_path / "run"), mixture_or_task_name="xitt.inter.mnli",
-                  task_feature_lengths=LENGTHS, model_config=TINY, train_steps=160,
-                  batch_size=8, learning_rate=1e-2, save_every=100, eval_split=None,
-                  log_every=20, loss_normalizing_factor="NUM_REAL_TARGET_TOKENS",
-                  devices=jax.devices()[:1])
+    trainer.train(
+        model_dir=str(tmp_path / "run"), model=TINY,
+        data=settings.DataSettings("xitt.inter.mnli", LENGTHS, batch_size=8),
+        schedule=settings.ScheduleSettings(train_steps=160, learning_rate=1e-2, log_every=20),
+        optimizer=settings.OptimizerSettings(loss_normalizing_factor="NUM_REAL_TARGET_TOKENS"),
+        checkpointing=settings.CheckpointSettings(save_every=100),
+        validation=settings.ValidationSettings(eval_split=None),
+        mesh=settings.MeshSettings(devices=jax.devices()[:1]))
     trained = checkpoints.load_params(str(tmp_path / "run"), network.abstract_params(TINY))
     untrained = network.init_params(TINY, jax.random.key(0))
     # The 8 dev examples are not in the training file; labels follow the sample's rules

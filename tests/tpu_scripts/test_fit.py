@@ -102,7 +102,7 @@ def test_shipped_model_defaults_are_fixed():
         assert gin.query_parameter("%PARAMETER_PARTITIONING") == "2d"
         assert gin.query_parameter("%ACTIVATION_PARTITIONING_DIMS") == 1
         for name in ("activation_partitioning_dims", "model_parallel_submesh"):
-            gin.query_parameter(f"trainer.train.{name}")  # bound: raises if not
+            gin.query_parameter(f"settings.MeshSettings.{name}")  # bound: raises if not
     gin.clear_config()
 
 

@@ -117,10 +117,10 @@ def dual_encoder_main(process_id: int, workdir: str) -> None:
     import numpy as np
     from jax.experimental import multihost_utils
 
-    from train import checkpoints, partitioning, steps, trainer
+    from train import checkpoints, partitioning, settings, steps, trainer
 
     args = dual_encoder_args(f"{workdir}/dual")
-    result = trainer.train(**args)
+    result = trainer.train(**settings.from_keywords(**args))
     model = args["model"].unscanned()
     mesh = partitioning.create_mesh(data_axis_size=2, model_axis_size=LOCAL_DEVICES)
     shardings = steps.param_shardings(model, mesh, steps.rules_for())
@@ -193,7 +193,7 @@ def main(process_id: int, port: int, workdir: str, mode: str = "trainer") -> Non
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
-    from train import partitioning, trainer
+    from train import partitioning, settings, trainer
 
     mesh = partitioning.create_mesh(data_axis_size=2, model_axis_size=LOCAL_DEVICES)
     report: dict[str, Any] = {
@@ -209,7 +209,8 @@ def main(process_id: int, port: int, workdir: str, mode: str = "trainer") -> Non
                                           ("first_half", "resumed", 2, {}),
                                           ("resumed", "resumed", 4, {})):
         args = train_args(f"{workdir}/{model_dir}")
-        result = trainer.train(**{**args, "train_steps": steps, **extra})
+        result = trainer.train(**settings.from_keywords(**{**args, "train_steps": steps,
+                                                            **extra}))
         runs[name] = dataclasses.asdict(result)
     report["runs"] = runs
     write_report(workdir, process_id, report)

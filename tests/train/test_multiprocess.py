@@ -18,7 +18,15 @@ import pytest
 
 from tests.train import multiprocess_worker as worker
 from tests.train import testing_tasks  # noqa: F401  (registers the copy task)
-from train import checkpoints, input_pipeline, network, partitioning, run_identity, trainer
+from train import (
+    checkpoints,
+    input_pipeline,
+    network,
+    partitioning,
+    run_identity,
+    settings,
+    trainer,
+)
 
 TIMEOUT_S = 300
 # About 80 s on 2 cores for the encoder-decoder cluster (two processes train three times);
@@ -175,7 +183,7 @@ def test_losses_match_a_single_process_run_reading_the_same_shards(cluster, tmp_
     monkeypatch.setattr(input_pipeline, "train_iterator", _TwoShardIterator)
     args = worker.train_args(str(tmp_path))
     assert jax.process_count() == 1 and jax.device_count() == 8
-    trainer.train(**args)
+    trainer.train(**settings.from_keywords(**args))
     ref, got = _losses(tmp_path), _losses(f"{workdir}/full")
     assert sorted(got) == sorted(ref) == [2, 3, 4]
     np.testing.assert_allclose([got[s] for s in ref], [ref[s] for s in ref], atol=1e-5)
@@ -220,7 +228,7 @@ def test_dual_encoder_two_processes_equal_one_and_write_one_restorable_checkpoin
 
     monkeypatch.setattr(input_pipeline, "train_iterator", _TwoShardIterator)
     args = worker.dual_encoder_args(str(tmp_path))
-    trainer.train(**args)
+    trainer.train(**settings.from_keywords(**args))
     ref, got = _losses(tmp_path), _losses(model_dir)
     assert sorted(got) == sorted(ref) == [2, 3]  # (the trainer does not log step 1)
     np.testing.assert_allclose([got[s] for s in ref], [ref[s] for s in ref], atol=1e-6)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.train import testing_tasks
-from train import checkpoint_integrity, checkpoints, input_pipeline, network, trainer
+from train import checkpoint_integrity, checkpoints, input_pipeline, network, settings, trainer
 from train.config import MT5Config
 
 TINY = MT5Config(vocab_size=512, emb_dim=32, mlp_dim=64, num_heads=4, head_dim=8,
@@ -27,7 +27,7 @@ def _train(model_dir, **kw):
                 train_steps=6, batch_size=8, learning_rate=1e-2, save_every=3,
                 keep_checkpoints=5, eval_split=None, log_every=1,
                 loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", devices=jax.devices()[:1])
-    return trainer.train(**{**args, **kw})
+    return trainer.train(**settings.from_keywords(**{**args, **kw}))
 
 
 def _params(model_dir):

@@ -99,7 +99,7 @@ def test_trainer_refuses_to_resume_a_different_run(tmp_path):
     import jax
 
     from tests.train import testing_tasks
-    from train import checkpoints, trainer
+    from train import checkpoints, settings, trainer
 
     tiny = MT5Config(vocab_size=300, emb_dim=16, num_heads=2, head_dim=8, mlp_dim=32,
                      num_encoder_layers=1, num_decoder_layers=1, dtype="float32")
@@ -107,9 +107,10 @@ def test_trainer_refuses_to_resume_a_different_run(tmp_path):
                 task_feature_lengths={"inputs": 16, "targets": 16}, model_config=tiny,
                 train_steps=1, batch_size=8, learning_rate=1e-2, save_every=1,
                 eval_split=None, log_every=1, devices=jax.devices()[:1])
-    trainer.train(**args)
+    trainer.train(**settings.from_keywords(**args))
     assert checkpoints.committed_steps(str(tmp_path)) == [1]
     with pytest.raises(run_identity.ChangedRunError,
                        match=r"(?s)batch_size: 8 -> 16.*seed: 0 -> 5"):
-        trainer.train(**{**args, "train_steps": 2, "seed": 5, "batch_size": 16})
+        trainer.train(**settings.from_keywords(**{**args, "train_steps": 2, "seed": 5,
+                                                  "batch_size": 16}))
     assert checkpoints.committed_steps(str(tmp_path)) == [1]  # nothing trained

@@ -20,6 +20,7 @@ from train import (
     optimizer,
     partitioning,
     schedules,
+    settings,
     steps,
     train_state,
     train_step,
@@ -43,7 +44,7 @@ def _train(model_dir, **kw):
                 keep_checkpoints=5, eval_split=None, log_every=1,
                 loss_normalizing_factor="NUM_REAL_TARGET_TOKENS", devices=jax.devices()[:1])
     args.update(kw)
-    return trainer.train(**args)
+    return trainer.train(**settings.from_keywords(**args))
 
 
 def _scalars(model_dir, sub="train") -> dict[str, dict[int, float]]:

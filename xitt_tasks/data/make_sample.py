@@ -537,13 +537,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.check:
         stale = stale_files(args.root)
-        if vocab.train_cpu_model() != vocab.CPU_MODEL_PATH.read_bytes():
+        if vocab.train_cpu_model(build().texts) != vocab.CPU_MODEL_PATH.read_bytes():
             stale.append(str(vocab.CPU_MODEL_PATH))
         print(f"{len(stale)} stale file(s)" + "".join(f"\n  {p}" for p in stale))
         return 1 if stale else 0
     print(f"wrote {write(args.root)} files under {args.root}")
     if args.root == SAMPLE_ROOT:
-        print(f"wrote {vocab.CPU_MODEL_PATH} ({vocab.write_cpu_model()} pieces)")
+        print(f"wrote {vocab.CPU_MODEL_PATH} ({vocab.write_cpu_model(build().texts)} pieces)")
     return 0
 
 
