@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from tpu_scripts import launch
-from tpu_scripts.executor import (
+from tpu_scripts.cells import (
     CellDatabases,
     CellLike,
     Outcome,
