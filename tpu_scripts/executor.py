@@ -1,7 +1,7 @@
 """TPU executors for the study: hand each cell to an existing job system, not a scheduler of ours.
 
-    python -m tpu_scripts.executor gin/study/study_xxl.gin --study_dir gs://B/study \
-        --project P --backend gcloud|skypilot --workers 16 [--local_dir DIR] [--dry_run]
+    python -m tpu_scripts.executor gin/study/study_mt5.gin --study_dir gs://B/study \
+        --project P --sizes xxl --backend gcloud|skypilot --workers 16 [--local_dir DIR] [--dry_run]
 
 The study runner (study/runner.py, as `python -m study run` uses it) starts a cell once its
 dependencies are done and one of `--workers` executors is free; each executor runs one cell at
@@ -12,6 +12,10 @@ shared `--study_dir` (gs://). The study's results database stays on this machine
 dependencies' records, and imported back when its job ends (`CellDatabases`, study/cell_db.py),
 so `python -m study status EXPERIMENT --study_dir LOCAL_DIR` and `python -m study report
 --study_dir LOCAL_DIR` work as for a local study, and a rerun skips the cells already done.
+As each cell ends, that database is copied to `<study_dir>/databases/<sizes>.sqlite`
+(study/db_copies.py); a coordinator without its local database starts from that copy.
+`--sizes base,large` runs some sizes: coordinators of other sizes may run at once, and
+`python -m study merge EXPERIMENT --study_dir gs://B/study --into FILE` joins their copies.
 
 - `GcloudExecutor` (no extra dependency): per cell, a TPU VM slice of the size's shipped config
   (gin/tpu), booked through a queued resource (spot when asked), set up idempotently, the
@@ -38,7 +42,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from study import cell_db
+from study import cell_db, db_copies
 from study.db import ResultsDB
 from study.grid import check_order
 from tpu_scripts import configs, gcloud, launch, topology
@@ -339,6 +343,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "default study_runs/<experiment name>")
     parser.add_argument("--workers", type=int, default=1,
                         help="cells in flight at once, each on its own slice or managed job")
+    parser.add_argument("--sizes", help="comma-separated sizes to run (default: all); "
+                        "coordinators of other sizes may run at once (python -m study merge)")
+    parser.add_argument("--rerun_changed", action="store_true",
+                        help="re-run finished cells made under other settings and their "
+                             "dependents (default: refuse, listing the differences)")
     parser.add_argument("--dry_run", action="store_true")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     from eval.quiet import quiet_imports
@@ -347,7 +356,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from study import experiment, grid, runner
 
-        exp = experiment.load(args.experiment, check_files=False)
+        exp = experiment.select_sizes(experiment.load(args.experiment, check_files=False),
+                                      args.sizes)
         cells = grid.build(exp, args.study_dir)
         size_configs = {}
         for size in exp.sizes:
@@ -379,9 +389,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{len(outcomes)} cells listed", file=sys.stderr)
             return 1 if bad else 0
         os.makedirs(local, exist_ok=True)
-        with ResultsDB(dbs.db_path) as db:
+        copy = db_copies.copy_path(args.study_dir, db_copies.coordinator_name(
+            [s.name for s in exp.sizes] if args.sizes else None))
+        if not os.path.exists(dbs.db_path) and db_copies.fetch(copy, dbs.db_path):
+            print(f"started from the copy {copy}", file=sys.stderr)
+        with ResultsDB(dbs.db_path) as db:  # copied to the study dir as each cell ends
             summary = runner.run(exp, args.study_dir, [make() for _ in range(args.workers)],
-                                 db=db)
+                                 db=db, rerun_changed=args.rerun_changed,
+                                 on_cell_end=lambda: db_copies.publish(dbs.db_path, copy))
     except (ValueError, RuntimeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
