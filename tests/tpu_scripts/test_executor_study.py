@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from study import cell_db, experiment, grid, runner
+from study import cell_db, experiment, fingerprint, grid, runner
 from study.db import PerExample, Result, ResultsDB
 from tpu_scripts import executor, launch
 
@@ -104,7 +104,9 @@ def test_cells_run_against_their_own_databases_and_land_in_the_studys(tmp_path):
                 return False
             db.record_results(cell_id, [Result("en", "accuracy", 50.0, 2)],
                               [PerExample("en", "accuracy", ["a", "b"], [0.0, 100.0])],
-                              checkpoint_path=f"gs://b/{cell_id}/checkpoint_4")
+                              checkpoint_path=f"gs://b/{cell_id}/checkpoint_4",
+                              **fingerprint.provenance(exp, grid.build(exp, str(study_dir)),
+                                                       cell_id))
         return True
 
     sky, summary = _run_study(exp, study_dir, local_db, fake_cell)
@@ -300,3 +302,6 @@ def test_the_command_runs_the_grid_and_study_status_reads_the_local_database(
     assert study_cli.main(["status", str(path), "--study_dir", str(local)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("3/3 done, 0 running, 0 failed"), out
+    # the coordinator's database, copied to the study directory as cells ended
+    with ResultsDB(tmp_path / "bucket" / "databases" / "all.sqlite", create=False) as copy:
+        assert len(copy.cells(status="done")) == 3
