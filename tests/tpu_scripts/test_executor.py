@@ -136,3 +136,11 @@ def test_hostile_cell_ids_give_valid_names_and_inert_task_files():
     assert shlex.split(task["run"])[6] == cell_id
     assert executor.node_name(cell_id) != executor.node_name(cell_id + " ")
     assert json.loads(json.dumps(task))["name"] == name
+
+
+def test_dry_run_of_some_sizes_of_the_real_study_lists_only_their_cells(capsys):
+    assert executor.main(["gin/study/study_mt5.gin", "--study_dir", "gs://b/study",
+                          "--project", "p", "--sizes", "xl,xxl", "--dry_run"]) == 0
+    cells = [line for line in capsys.readouterr().out.splitlines() if line.startswith("# cell ")]
+    sizes = {line.split("(")[1].split(", ")[1] for line in cells}
+    assert sizes == {"xl", "xxl"} and len(cells) == 2 * 393  # 1,572 cells over four sizes
