@@ -55,7 +55,7 @@ def materialize(exp: Experiment, cells: list[grid.Cell], db) -> None:
     """Every cell in the DB (new ones pending); 'running' leftovers of a killed run -> pending."""
     from study import cell as cell_mod
 
-    db.set_meta("experiment_file", exp.path)
+    db.set_meta("experiment_file", os.path.abspath(exp.path))  # what report checks against
     db.set_meta("experiment_name", exp.name)
     db.set_meta("toy", str(exp.toy))
     db.set_meta("data_source", exp.data_source)

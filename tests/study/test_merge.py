@@ -11,9 +11,9 @@ from study import __main__ as cli
 from study import cell as cell_mod
 from study import db_copies, experiment, fingerprint, grid, merge, runner
 from study.db import ResultsDB
-from tests.study.test_runner import CPU, FakeExecutor, Quiet
+from tests.study.test_runner import CPU, ONE_SEED, FakeExecutor, Quiet
 
-TWO_SIZES = [Path(CPU).read_text(),
+TWO_SIZES = [Path(CPU).read_text(), ONE_SEED,
              "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']",
              "experiment.study.primary_endpoint = "
              "{'condition': 'xitt.inter.qqp', 'measure': 'overall_gain'}",

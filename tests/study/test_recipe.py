@@ -13,10 +13,10 @@ from study import __main__ as cli
 from study import cell as cell_mod
 from study import experiment, fingerprint, grid, runner
 from study.db import ResultsDB
-from tests.study.test_runner import CPU, FakeExecutor, Quiet
+from tests.study.test_runner import CPU, ONE_SEED, FakeExecutor, Quiet
 
 # A copy of the toy experiment file, on a small grid (11 cells).
-SMALL = [Path(CPU).read_text(),
+SMALL = [Path(CPU).read_text(), ONE_SEED,
          "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}",
          "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']",
          "experiment.study.primary_endpoint = "

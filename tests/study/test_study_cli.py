@@ -13,11 +13,12 @@ import pytest
 from study import __main__ as cli
 
 CPU = "gin/study/study_cpu.gin"
+ONE_SEED = ["experiment.study.seeds = [0]", "experiment.study.replicate_only = None"]
 
 
 def _exp(tmp_path, *overrides):
     path = tmp_path / "exp.gin"
-    path.write_text("\n".join([f"include '{CPU}'", *overrides]) + "\n")
+    path.write_text("\n".join([f"include '{CPU}'", *ONE_SEED, *overrides]) + "\n")
     return str(path)
 
 

@@ -58,6 +58,8 @@ class Quiet(runner.Progress):
 def _experiment(tmp_path, *lines):
     path = tmp_path / "exp.gin"
     path.write_text("\n".join(["include 'gin/study/study_cpu.gin'",
+                               "experiment.study.seeds = [0]",  # the toy's second seed: off
+                               "experiment.study.replicate_only = None",
                                "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}",
                                *lines]) + "\n")
     return experiment.load(str(path))
@@ -280,6 +282,7 @@ def test_the_command_runs_the_grid_and_study_status_reads_the_local_database(
     path = tmp_path / "exp.gin"
     path.write_text("\n".join([
         "include 'gin/study/study_cpu.gin'",
+        "experiment.study.seeds = [0]", "experiment.study.replicate_only = None",
         "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}",
         "experiment.study.size_gin_files = {'tiny': ['gin/tpu/mt5_base_v5e_2x2.gin']}",
         "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']",
