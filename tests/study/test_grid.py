@@ -59,8 +59,8 @@ def test_recipes_and_absolute_steps():
     assert tat.steps == 0 and tat.train_task is None
     assert by["tiny/s0/baseline/xnli"].deps == ()
     assert by["tiny/s0/baseline/xnli"].init_from is None
-    assert by["tiny/s0/qqp/mewslix"].kind == "retrieval"
-    assert by["tiny/s0/qqp/xnli"].train_task == "xitt.xnli.train.en"
+    assert by["tiny/s0/mnli/mewslix"].kind == "retrieval"
+    assert by["tiny/s0/multitask/xnli"].train_task == "xitt.xnli.train.en"
 
 
 def test_grid_size_of_the_toy_study():
@@ -86,7 +86,9 @@ def test_later_seeds_replicate_only_the_chosen_conditions_and_targets(tmp_path):
         for t in ("xnli", "xquad", "tatoeba")}
     assert {c.cell_id for c in later if c.kind == "intermediate"} == {"tiny/s1/multitask",
                                                                       "tiny2/s1/multitask"}
-    assert len([c for c in grid.build(exp, "/s") if c.seed == 0]) == 118  # all of seed 0
+    first = [c for c in grid.build(exp, "/s") if c.seed == 0]
+    assert {c.target for c in first} == {*experiment.TARGETS, None}  # all of seed 0
+    assert {c.condition for c in first} == set(exp.conditions)
 
 
 @pytest.mark.parametrize("replicate, expected", [
@@ -120,7 +122,7 @@ def test_dependents():
     exp, cells = _cells()
     down = grid.dependents(cells, "tiny/s0/mnli")
     assert "tiny/s0/mnli/xcopa" in down and "tiny/s0/mnli/tatoeba" in down
-    assert not any(c.startswith("tiny2/") or "/qqp/" in c for c in down)
+    assert not any(c.startswith("tiny2/") or "/multitask/" in c or "/s1/" in c for c in down)
 
 
 def test_model_dirs_on_an_object_store_keep_their_url():
