@@ -55,11 +55,11 @@ def materialize(exp: Experiment, cells: list[grid.Cell], db) -> None:
     """Every cell in the DB (new ones pending); 'running' leftovers of a killed run -> pending."""
     from study import cell as cell_mod
 
+    _keep_primary_endpoint(exp, db)
     db.set_meta("experiment_file", os.path.abspath(exp.path))  # what report checks against
     db.set_meta("experiment_name", exp.name)
     db.set_meta("toy", str(exp.toy))
     db.set_meta("data_source", exp.data_source)
-    _keep_primary_endpoint(exp, db)
     for c in cells:
         rec = db.get_cell(c.cell_id)
         if rec is None:
@@ -140,8 +140,8 @@ def run(exp: Experiment, study_dir: str, executor: Executor | Sequence[Executor]
     threads = ThreadPoolExecutor(len(pool)) if len(pool) > 1 else None
     try:
         cells = grid.build(exp, study_dir)
+        check_recipe(exp, cells, db, rerun_changed=rerun_changed)  # before anything is written
         materialize(exp, cells, db)
-        check_recipe(exp, cells, db, rerun_changed=rerun_changed)
         progress = progress or Progress(len(cells))
         done = {r.cell_id for r in db.cells() if r.status == "done"}
         todo = [c for c in cells if c.cell_id not in done]

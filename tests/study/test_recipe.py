@@ -63,6 +63,7 @@ def test_changed_learning_rate_refuses_the_run_naming_it(finished, tmp_path, cap
     assert "--rerun_changed" in err
     with ResultsDB(f"{study_dir}/{cell_mod.DB_FILE}") as db:
         assert len(db.cells(status="done")) == 11  # nothing reset, nothing run
+        assert db.meta()["experiment_file"] == os.path.abspath(exp_path)  # nor recorded
 
 
 def test_a_comment_a_seed_a_condition_and_a_target_invalidate_nothing(finished, tmp_path):
