@@ -8,7 +8,10 @@ example cap, retrieval layer and pooling where used); the data root, vocabulary 
 ($XITT_DATA_DIR, $XITT_VOCAB, $XITT_SOURCE as this process sees them) and the fingerprints of
 its dependencies. The fingerprint is a hash of those settings. Gin files are read as bindings
 (gin's own parser, nothing imported), so a comment, a reordering or a new size, seed,
-condition or target in the experiment leaves a finished cell's fingerprint alone.
+condition or target in the experiment leaves a finished cell's fingerprint alone, and so does
+where the cell ran (PLACEMENT: slice, mesh, partitioning, microbatches, remat, scan, inference
+batch; the same math laid out otherwise). The experiment's name, its primary endpoint (fixed
+separately, study/runner.py) and the cell's model directory do not count either.
 
 Code: the commit is recorded with every cell (provenance) but not keyed on. Keying on a hash
 of the sources would orphan months of chip-hours at every refactor or typo fix; keying on
