@@ -97,7 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_worker.add_argument("--study_dir", required=True)
     p_worker.add_argument("--reply_fd", type=int, required=True)
     p_worker.add_argument("--db", required=True)
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "merge" and not any(e.startswith("-") for e in extra):
+        args.sources += extra  # sources after --study_dir (argparse stops at the option)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
 
     quiet()
     try:

@@ -57,11 +57,15 @@ def merge(exp: Experiment, study_dir: str, sources: Sequence[str], into: str) ->
                 if os.path.abspath(src) == os.path.abspath(into):
                     continue  # the destination takes part below
                 opened.append((src, ResultsDB(db_copies.local_copy(src, tmp), create=False)))
+            existed = os.path.exists(into)
             dest = ResultsDB(into)
             try:
                 wrong = [p for name, db in [*opened, (into, dest)]
                          for p in problems(exp, name, db, current)]
                 if wrong:
+                    if not existed:  # refused: leave no empty database behind
+                        dest.close()
+                        os.remove(into)
                     raise fingerprint.RecipeChanged(
                         f"{exp.path}: not merged, the databases disagree with the experiment: "
                         + "; ".join(wrong))
