@@ -71,16 +71,21 @@ def materialize(exp: Experiment, cells: list[grid.Cell], db) -> None:
 PRIMARY_ENDPOINT_META = "primary_endpoint"
 
 
-def _keep_primary_endpoint(exp: Experiment, db) -> None:
-    """Store the declared primary endpoint; refuse a different one once a cell has finished
-    (choosing the endpoint after seeing results is what declaring it up front prevents)."""
+def check_primary_endpoint(exp: Experiment, db) -> str:
+    """The declared primary endpoint (JSON); refuse a different one than the database's once a
+    cell has finished (choosing the endpoint after seeing results is what declaring it up
+    front prevents)."""
     declared = json.dumps(exp.primary_endpoint.as_dict(), sort_keys=True)
     stored = db.meta().get(PRIMARY_ENDPOINT_META)
     if stored is not None and stored != declared and db.cells(status="done"):
         raise ValueError(f"{exp.path}: primary_endpoint = {declared} but this study's finished "
                          f"cells were run under primary_endpoint = {stored} (results database "
                          f"{db.path}); it cannot change once a cell has finished")
-    db.set_meta(PRIMARY_ENDPOINT_META, declared)
+    return declared
+
+
+def _keep_primary_endpoint(exp: Experiment, db) -> None:
+    db.set_meta(PRIMARY_ENDPOINT_META, check_primary_endpoint(exp, db))
 
 
 def check_recipe(exp: Experiment, cells: Sequence[grid.Cell], db, *,
@@ -140,7 +145,8 @@ def run(exp: Experiment, study_dir: str, executor: Executor | Sequence[Executor]
     threads = ThreadPoolExecutor(len(pool)) if len(pool) > 1 else None
     try:
         cells = grid.build(exp, study_dir)
-        check_recipe(exp, cells, db, rerun_changed=rerun_changed)  # before anything is written
+        check_primary_endpoint(exp, db)  # both checks before anything is written or deleted
+        check_recipe(exp, cells, db, rerun_changed=rerun_changed)
         materialize(exp, cells, db)
         progress = progress or Progress(len(cells))
         done = {r.cell_id for r in db.cells() if r.status == "done"}
