@@ -2,9 +2,13 @@
 # The toy study end to end on the CPU, on the shipped synthetic sample data:
 #   1. set up a virtual environment (skipped when .venv exists),
 #   2. run the grid of gin/study/study_cpu.gin (2 tiny sizes x baseline + 3 intermediate tasks +
-#      the multi-task mixture x all ten XTREME-R targets, every sample language), resumable:
-#      killed and re-run, it skips finished cells,
-#   3. write the report (Markdown + PNG plots) from the results database.
+#      the multi-task mixture x all ten XTREME-R targets; a second seed for the baseline and the
+#      primary endpoint's condition on a subset of targets) as the real study runs: two
+#      coordinators at once, one per size, each with its own database, copied to
+#      STUDY_DIR/databases/ as cells end; resumable: killed and re-run, each skips finished cells,
+#   3. merge the two databases into STUDY_DIR/results.sqlite (refused if they were made under
+#      different recipes),
+#   4. write the report (Markdown + PNG plots) from the merged database.
 # Its numbers come from toy models on synthetic data and mean nothing; the report says so.
 # Usage: bash scripts/cpu_study.sh [STUDY_DIR]   (default /tmp/xitt_cpu_study)
 set -euo pipefail
@@ -18,10 +22,18 @@ if [ ! -d .venv ]; then
 fi
 . .venv/bin/activate
 export JAX_PLATFORMS=${JAX_PLATFORMS:-cpu} TF_CPP_MIN_LOG_LEVEL=${TF_CPP_MIN_LOG_LEVEL:-3}
+mkdir -p "$STUDY_DIR"
 
+coordinator() {  # one coordinator: its sizes, one worker process (the 2 cores stay busy)
+  python -m study run "$EXPERIMENT" --study_dir "$STUDY_DIR" --sizes "$1" \
+    --local_dir "$STUDY_DIR/coordinators/$1" --workers 1
+}
 status=0
-# two cells side by side (one worker process each): the 2 cores stay busy
-python -m study run "$EXPERIMENT" --study_dir "$STUDY_DIR" --workers "${WORKERS:-2}" || status=$?
+coordinator tiny > "$STUDY_DIR/coordinator-tiny.log" 2>&1 &
+first=$!
+coordinator tiny2 || status=$?
+wait "$first" || { status=$?; echo "the tiny coordinator failed: see $STUDY_DIR/coordinator-tiny.log" >&2; }
+python -m study merge "$EXPERIMENT" --study_dir "$STUDY_DIR"
 # The report marks failed or missing cells instead of averaging over them.
 python -m study report --study_dir "$STUDY_DIR"
 exit $status

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from study import grid
+from study import fingerprint, grid
 from study.experiment import REPO_ROOT, Experiment, condition_short
 
 DB_FILE = "results.sqlite"
@@ -301,7 +301,8 @@ def run_cell(exp: Experiment, cell_id: str, study_dir: str, *, db: Any = None) -
     # Every cell of a target is scored on the same splits (and selected on the same English
     # dev set): a worker reads each once.
     predict.keep_splits_in_memory()
-    cells = grid.by_id(grid.build(exp, study_dir))
+    ordered = grid.build(exp, study_dir)
+    cells = grid.by_id(ordered)
     if cell_id not in cells:
         sample = ", ".join(list(cells)[:5])
         raise CellError(f"{exp.path}: no cell {cell_id!r} in this grid (e.g. {sample})")
@@ -325,8 +326,8 @@ def run_cell(exp: Experiment, cell_id: str, study_dir: str, *, db: Any = None) -
             raise
         results, per_example, prov = provenance
         db.record_results(cell_id, results, per_example, end_time=now(),
-                          experiment_hash=exp.sha256, code_commit=code_commit(), **prov,
-                          **data)
+                          experiment_hash=exp.sha256, code_commit=code_commit(),
+                          **fingerprint.provenance(exp, ordered, cell_id), **prov, **data)
     finally:
         if own_db:
             db.close()

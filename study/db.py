@@ -23,6 +23,13 @@ from contextlib import contextmanager
 import numpy as np
 
 SCHEMA_VERSION = 2
+# Version 1 lacked the cells' fingerprint and settings (study/fingerprint.py) and the data root
+# and lock-file hash they read (xitt_tasks.prepare); it is upgraded in place (four added columns,
+# NULL for its cells: finished cells without a fingerprint count as made under an unknown recipe).
+_UPGRADES = {1: ("ALTER TABLE cells ADD COLUMN fingerprint TEXT",
+                 "ALTER TABLE cells ADD COLUMN settings TEXT",
+                 "ALTER TABLE cells ADD COLUMN data_root TEXT",
+                 "ALTER TABLE cells ADD COLUMN data_lock TEXT")}
 CELL_STATUSES = ("pending", "running", "done", "failed")
 AGGREGATIONS = ("mean", "f1_counts")
 _COLUMNS_FOR = {"mean": 1, "f1_counts": 3}
@@ -61,6 +68,8 @@ class CellRecord:
     deps: tuple[str, ...] = ()
     data_root: str | None = None         # $XITT_DATA_DIR the cell read (xitt_tasks.prepare)
     data_lock: str | None = None         # SHA-256 of that data root's lock file
+    fingerprint: str | None = None       # study.fingerprint of what decided the result
+    settings: str | None = None          # JSON of those settings (to list what changed)
 
     def __post_init__(self) -> None:
         if not self.cell_id or not isinstance(self.cell_id, str):
@@ -122,7 +131,7 @@ CREATE TABLE cells (
   checkpoint_path TEXT, checkpoint_step INTEGER, gin_config TEXT, experiment_hash TEXT,
   code_commit TEXT, selection_protocol TEXT, retrieval_layer INTEGER, retrieval_pooling TEXT,
   params_count INTEGER, recipe TEXT NOT NULL, data_source TEXT, deps TEXT NOT NULL,
-  data_root TEXT, data_lock TEXT);
+  fingerprint TEXT, settings TEXT, data_root TEXT, data_lock TEXT);
 CREATE TABLE results (
   cell_id TEXT NOT NULL REFERENCES cells(cell_id) ON DELETE CASCADE,
   language TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT NULL,
@@ -193,6 +202,9 @@ class ResultsDB:
                 f"(expected schema version {SCHEMA_VERSION})")
         rows = self._conn.execute("SELECT version FROM schema").fetchall()
         found = rows[0][0] if len(rows) == 1 else None
+        if found in _UPGRADES:
+            self._upgrade(found)
+            return self._check_or_create()
         if found != SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"results database {self.path} has schema version {found}; this code reads "
@@ -208,6 +220,16 @@ class ResultsDB:
             f"INSERT INTO schema (version) SELECT {SCHEMA_VERSION} "
             "WHERE NOT EXISTS (SELECT 1 FROM schema);"
             f"INSERT OR IGNORE INTO meta VALUES ('created', '{utc_now()}'); COMMIT;")
+
+    def _upgrade(self, found: int) -> None:
+        """Bring an older schema to the next version in one transaction (a racing process
+        that upgraded first leaves nothing to do)."""
+        with self._transaction() as c:
+            if c.execute("SELECT version FROM schema").fetchone()[0] != found:
+                return
+            for statement in _UPGRADES[found]:
+                c.execute(statement)
+            c.execute("UPDATE schema SET version = ?", (found + 1,))
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -117,17 +117,20 @@ class SubprocessExecutor:
 class LocalExecutor:
     """One worker process, cells run in it one at a time (JSON lines over a pipe)."""
 
-    def __init__(self, experiment: str, study_dir: str, log_name: str = "worker.log") -> None:
-        self.experiment, self.study_dir, self.log_name = experiment, study_dir, log_name
+    def __init__(self, experiment: str, study_dir: str, log_name: str = "worker.log", *,
+                 db_path: str | None = None) -> None:
+        self.experiment, self.study_dir = experiment, study_dir
+        self.log_path = os.path.join(study_dir, log_name)  # an absolute log_name stays
+        self.db_path = db_path or os.path.join(study_dir, "results.sqlite")
         self._proc: subprocess.Popen | None = None
         self._replies: IO[str] | None = None
 
     def _start(self) -> None:
         read_fd, write_fd = os.pipe()
-        log = open(os.path.join(self.study_dir, self.log_name), "a", encoding="utf-8")
+        log = open(self.log_path, "a", encoding="utf-8")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "study", "worker", self.experiment, "--study_dir",
-             self.study_dir, "--reply_fd", str(write_fd)],
+             self.study_dir, "--reply_fd", str(write_fd), "--db", self.db_path],
             stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT, text=True,
             env=_env(), pass_fds=(write_fd,))
         log.close()
@@ -148,7 +151,7 @@ class LocalExecutor:
             code = self._proc.wait()
             self._proc = None
             return Outcome(False, f"worker process died (exit status {code}) while running "
-                                  f"{cell.cell_id}; see {self.study_dir}/{self.log_name}")
+                                  f"{cell.cell_id}; see {self.log_path}")
         reply = json.loads(line)
         return Outcome(bool(reply["ok"]), reply.get("error"))
 
@@ -166,7 +169,7 @@ class LocalExecutor:
             self._replies = None
 
 
-def worker_main(experiment: str, study_dir: str, reply_fd: int) -> None:
+def worker_main(experiment: str, study_dir: str, reply_fd: int, db_path: str) -> None:
     """The worker loop: read `{"cell": id}` lines, run each cell in-process, reply on
     `reply_fd` with `{"cell", "ok", "error"}`; the cell's output goes to its cell.log."""
     from study import cell as cell_mod
@@ -177,7 +180,7 @@ def worker_main(experiment: str, study_dir: str, reply_fd: int) -> None:
     cell_mod.enable_compilation_cache(study_dir)
     replies = os.fdopen(reply_fd, "w", encoding="utf-8")
     cells = grid.by_id(grid.build(exp, study_dir))
-    db = ResultsDB(os.path.join(study_dir, cell_mod.DB_FILE))
+    db = ResultsDB(db_path)  # the coordinator's
     saved_out, saved_err = os.dup(1), os.dup(2)
     for line in sys.stdin:
         cell_id = json.loads(line)["cell"]

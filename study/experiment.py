@@ -91,6 +91,14 @@ class PrimaryEndpoint:
 
 
 @dataclasses.dataclass(frozen=True)
+class ReplicateOnly:
+    """Seeds after the first run only these conditions x targets (a toy study's way to show
+    seed variance within its time budget; the real study replicates every cell)."""
+    conditions: tuple[str, ...]
+    targets: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class Experiment:
     path: str
     sha256: str
@@ -124,6 +132,7 @@ class Experiment:
     keep_checkpoints: int
     data_source: str                     # 'sample' | 'full'
     primary_endpoint: PrimaryEndpoint
+    replicate_only: ReplicateOnly | None = None
 
     def size(self, name: str) -> Size:
         return next(s for s in self.sizes if s.name == name)
@@ -139,6 +148,30 @@ class Experiment:
 
     def split_for(self, target: str) -> str:
         return "test" if target in SINGLE_SET_TARGETS else self.eval_split
+
+    def conditions_for(self, seed: int) -> tuple[str, ...]:
+        if self.replicate_only is None or seed == self.seeds[0]:
+            return self.conditions
+        return tuple(c for c in self.conditions if c in self.replicate_only.conditions)
+
+    def targets_for(self, seed: int) -> tuple[str, ...]:
+        if self.replicate_only is None or seed == self.seeds[0]:
+            return self.targets
+        return tuple(t for t in self.targets if t in self.replicate_only.targets)
+
+
+def select_sizes(exp: Experiment, names: str | Sequence[str] | None) -> Experiment:
+    """The experiment restricted to some of its sizes (`--sizes base,large`): a coordinator
+    runs those cells only; every cell keeps its id and fingerprint."""
+    if not names:
+        return exp
+    wanted = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+    known = [s.name for s in exp.sizes]
+    for name in wanted:
+        if name not in known:
+            raise ExperimentError(f"{exp.path}: --sizes {name!r}: expected some of "
+                                  f"{', '.join(known)}")
+    return dataclasses.replace(exp, sizes=tuple(s for s in exp.sizes if s.name in wanted))
 
 
 def condition_short(condition: str) -> str:
@@ -376,7 +409,34 @@ def from_fields(fields: Mapping[str, Any], *, path: str = "<experiment>", sha256
         keep_checkpoints=c.pos_int("keep_checkpoints", c.get("keep_checkpoints", 1)),
         data_source=data_source,
         primary_endpoint=endpoint,
+        replicate_only=_replicate_only(c, conditions, targets, endpoint, tatoeba_encoder),
     )
+
+
+def _replicate_only(c: _Checker, conditions: Sequence[str], targets: Sequence[str],
+                    endpoint: PrimaryEndpoint, tatoeba_encoder: str) -> ReplicateOnly | None:
+    raw = c.get("replicate_only", None)
+    if raw is None:
+        return None
+    raw = c.mapping("replicate_only", raw)
+    if set(raw) != {"conditions", "targets"}:
+        c.fail("replicate_only", dict(raw), "expected {'conditions': [...], 'targets': [...]}")
+    conds = c.str_list("replicate_only['conditions']", raw["conditions"])
+    for cond in conds:
+        c.choice("replicate_only['conditions']", cond, conditions)
+    for needed in (BASELINE, endpoint.condition):
+        if needed not in conds:
+            c.fail("replicate_only['conditions']", list(conds), f"expected {needed!r} among "
+                   "them (the primary endpoint is the baseline and its condition, every seed)")
+    chosen = c.str_list("replicate_only['targets']", raw["targets"])
+    for t in chosen:
+        c.choice("replicate_only['targets']", t, targets)
+    if not chosen:
+        c.fail("replicate_only['targets']", [], "expected at least one target")
+    if "tatoeba" in chosen and tatoeba_encoder == "squad_v1" and "xquad" not in chosen:
+        c.fail("replicate_only['targets']", list(chosen), "Tatoeba embeds with the XQuAD "
+               "cell's encoder: add 'xquad'")
+    return ReplicateOnly(conds, chosen)
 
 
 def _primary_endpoint(c: _Checker, conditions: Sequence[str]) -> PrimaryEndpoint:

@@ -81,7 +81,8 @@ def build(exp: Experiment, study_dir: str) -> list[Cell]:
         for seed in exp.seeds:
             prefix = f"{size.name}/s{seed}"
             starts: dict[str, tuple[str | None, int]] = {}
-            for cond in exp.conditions:
+            conditions, targets = exp.conditions_for(seed), exp.targets_for(seed)
+            for cond in conditions:
                 short = condition_short(cond)
                 if cond == BASELINE:
                     starts[cond] = (None, exp.pretrained_step)
@@ -89,12 +90,12 @@ def build(exp: Experiment, study_dir: str) -> list[Cell]:
                 inter = add(f"{prefix}/{short}", "intermediate", size.name, seed, cond, None,
                             (), cond, None, exp.intermediate_steps, exp.pretrained_step)
                 starts[cond] = (inter.cell_id, inter.train_steps)
-            for cond in exp.conditions:
+            for cond in conditions:
                 short = condition_short(cond)
                 base_id, base_step = starts[cond]
                 base_deps = () if base_id is None else (base_id,)
                 trained: dict[str, Cell] = {}
-                for target in exp.targets:
+                for target in targets:
                     cid = f"{prefix}/{short}/{target}"
                     if target == "tatoeba":
                         continue  # after the others: it may embed with the XQuAD cell
@@ -115,7 +116,7 @@ def build(exp: Experiment, study_dir: str) -> list[Cell]:
                         trained[target] = add(cid, kind, size.name, seed, cond, target,
                                               base_deps, train_task_name(target), base_id,
                                               exp.target_steps[target], base_step)
-                if "tatoeba" in exp.targets:
+                if "tatoeba" in targets:
                     if exp.tatoeba_encoder == "squad_v1":
                         enc = trained["xquad"]
                         add(f"{prefix}/{short}/tatoeba", "embedding", size.name, seed, cond,

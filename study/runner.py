@@ -8,15 +8,22 @@ retried on the next run. `--workers N` runs up to N ready cells side by side (on
 process each); the toy study on 2 cores runs two. An executor that keeps a TPU slice between
 cells gets only cells of that slice type and gives it back when none is ready
 (`study.executors.assign`).
+
+Before anything runs, every finished cell's fingerprint (study/fingerprint.py) is compared with
+what the experiment gives it now: a difference refuses the run, listing the settings that
+differ, unless `rerun_changed`, which re-runs exactly those cells and their dependents (their
+model directories are deleted: they hold checkpoints of the old recipe). The primary endpoint
+is stored in the database at the first run and cannot change once a cell has finished.
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from study import executors, grid, status
+from study import executors, fingerprint, grid, status
 from study.executors import Executor, Outcome
 from study.experiment import Experiment
 
@@ -50,7 +57,8 @@ def materialize(exp: Experiment, cells: list[grid.Cell], db) -> None:
     """Every cell in the DB (new ones pending); 'running' leftovers of a killed run -> pending."""
     from study import cell as cell_mod
 
-    db.set_meta("experiment_file", exp.path)
+    _keep_primary_endpoint(exp, db)
+    db.set_meta("experiment_file", os.path.abspath(exp.path))  # what report checks against
     db.set_meta("experiment_name", exp.name)
     db.set_meta("toy", str(exp.toy))
     db.set_meta("data_source", exp.data_source)
@@ -60,6 +68,55 @@ def materialize(exp: Experiment, cells: list[grid.Cell], db) -> None:
             db.upsert_cell(cell_mod.cell_record(exp, c))
         elif rec.status == "running":
             db.mark_pending(c.cell_id)
+
+
+PRIMARY_ENDPOINT_META = "primary_endpoint"
+
+
+def check_primary_endpoint(exp: Experiment, db) -> str:
+    """The declared primary endpoint (JSON); refuse a different one than the database's once a
+    cell has finished (choosing the endpoint after seeing results is what declaring it up
+    front prevents)."""
+    declared = json.dumps(exp.primary_endpoint.as_dict(), sort_keys=True)
+    stored = db.meta().get(PRIMARY_ENDPOINT_META)
+    if stored is not None and stored != declared and db.cells(status="done"):
+        raise ValueError(f"{exp.path}: primary_endpoint = {declared} but this study's finished "
+                         f"cells were run under primary_endpoint = {stored} (results database "
+                         f"{db.path}); it cannot change once a cell has finished")
+    return declared
+
+
+def _keep_primary_endpoint(exp: Experiment, db) -> None:
+    db.set_meta(PRIMARY_ENDPOINT_META, check_primary_endpoint(exp, db))
+
+
+def check_recipe(exp: Experiment, cells: Sequence[grid.Cell], db, *,
+                 rerun_changed: bool = False) -> list[str]:
+    """Refuse when a finished cell of `cells` was made under other settings (one line listing
+    them), or with `rerun_changed` set those cells and their dependents back to pending,
+    delete their model directories and return their ids (dependency order)."""
+    diffs = fingerprint.changed(db.cells(status="done"), fingerprint.compute(exp, cells))
+    if not diffs:
+        return []
+    affected = set(diffs)
+    for cid in diffs:
+        affected |= grid.dependents(cells, cid)
+    if not rerun_changed:
+        raise fingerprint.RecipeChanged(
+            f"{exp.path}: {len(diffs)} finished cell(s) in {db.path} were made under other "
+            f"settings: {fingerprint.summary(diffs)}. Restore the settings, use a new "
+            f"--study_dir, or give --rerun_changed to re-run them and their dependents "
+            f"({len(affected)} cells)")
+    from xitt_common import fs
+
+    ordered = [c for c in cells if c.cell_id in affected]
+    for c in ordered:
+        if db.get_cell(c.cell_id) is not None:
+            db.mark_pending(c.cell_id)
+        model_dir = fs.path(c.model_dir)
+        if model_dir.exists():
+            model_dir.rmtree()
+    return [c.cell_id for c in ordered]
 
 
 def _call(executor: Executor, cell: grid.Cell | None) -> Future:
@@ -75,10 +132,12 @@ def _call(executor: Executor, cell: grid.Cell | None) -> Future:
 
 
 def run(exp: Experiment, study_dir: str, executor: Executor | Sequence[Executor], *, db=None,
-        progress: Progress | None = None) -> status.Summary:
+        progress: Progress | None = None, rerun_changed: bool = False,
+        on_cell_end: Callable[[], None] | None = None) -> status.Summary:
     """Run every cell not done yet. With several executors (`--workers N`), each runs one cell
     at a time and a cell starts as soon as its dependencies are done and an executor is free;
-    the first ready cell in dependency order goes first."""
+    the first ready cell in dependency order goes first. `on_cell_end` is called after each
+    cell has ended (the copy of the database in the study directory)."""
     from study import cell as cell_mod
     from study.db import ResultsDB
 
@@ -90,6 +149,8 @@ def run(exp: Experiment, study_dir: str, executor: Executor | Sequence[Executor]
     threads = ThreadPoolExecutor(len(pool)) if len(pool) > 1 else None
     try:
         cells = grid.build(exp, study_dir)
+        check_primary_endpoint(exp, db)  # both checks before anything is written or deleted
+        check_recipe(exp, cells, db, rerun_changed=rerun_changed)
         materialize(exp, cells, db)
         progress = progress or Progress(len(cells))
         done = {r.cell_id for r in db.cells() if r.status == "done"}
@@ -143,6 +204,8 @@ def run(exp: Experiment, study_dir: str, executor: Executor | Sequence[Executor]
                     if rec is None or rec.status != "failed":  # the worker died first
                         db.mark_failed(c.cell_id, outcome.error or "failed",
                                        end_time=cell_mod.now())
+                if on_cell_end is not None:
+                    on_cell_end()
         records = {r.cell_id: r for r in db.cells()}
         summary = status.summarize(cells, records)
         progress.show(len(summary.done), "finished", 0.0, len(summary.failed))

@@ -1,8 +1,7 @@
 """What the whole study costs on TPUs, before anything is booked.
 
-    python -m tpu_scripts.cost gin/study/study_xxl.gin --mfu 0.4 [--price_per_chip_hour 1.2]
-        [--generation v5e] [--cells]
-    python -m tpu_scripts.cost gin/study/study_{base,large,xl,xxl}.gin   # the whole study
+    python -m tpu_scripts.cost gin/study/study_mt5.gin --mfu 0.4 [--price_per_chip_hour 1.2]
+        [--generation v5e] [--cells]   # the whole study, every size
 
 For every training cell of the experiments' grids (study.grid; a cell in two files counts once):
 

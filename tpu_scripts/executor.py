@@ -1,8 +1,8 @@
 """TPU executors for the study: workers that keep a slice, booked through an existing job system.
 
-    python -m tpu_scripts.executor gin/study/study_xxl.gin --study_dir gs://B/study \
-        --project P --backend gcloud|skypilot|skypilot-jobs --workers 16 [--local_dir DIR] \
-        [--dry_run]
+    python -m tpu_scripts.executor gin/study/study_mt5.gin --study_dir gs://B/study \
+        --project P --sizes xxl --backend gcloud|skypilot|skypilot-jobs --workers 16 \
+        [--local_dir DIR] [--rerun_changed] [--dry_run]
 
 The study runner (study/runner.py, as `python -m study run` uses it) hands each of `--workers`
 executors one ready cell at a time (attributes `cell_id`, `kind`, `size`, `seed`, `deps`,
@@ -15,7 +15,10 @@ the slice type it holds and has it give the slice back when no ready cell fits
 cell gets its own database next to its model directory, seeded with its dependencies' records,
 and imported back when its job ends (`CellDatabases`, study/cell_db.py), so `python -m study
 status/report --study_dir LOCAL_DIR` work as for a local study, and a rerun skips the cells
-already done.
+already done. As each cell ends, that database is copied to `<study_dir>/databases/<sizes>.sqlite`
+(study/db_copies.py); a coordinator without its local database starts from that copy.
+`--sizes base,large` runs some sizes: coordinators of other sizes may run at once, and
+`python -m study merge EXPERIMENT --study_dir gs://B/study --into FILE` joins their copies.
 
 - `GcloudExecutor` (no extra dependency): a TPU VM slice booked through a queued resource (spot
   when asked), set up once, each cell started on every host and watched; a preempted slice is
@@ -40,6 +43,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from study import db_copies
 from study.db import ResultsDB
 from tpu_scripts import gcloud, launch
 from tpu_scripts.cells import (
@@ -185,6 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         default="gcloud", help="gcloud slices or SkyPilot clusters kept by "
                         "each worker, or a SkyPilot managed job per cell")
     parser.add_argument("--project", required=True)
+    parser.add_argument("--sizes", help="comma-separated sizes to run (default: all); "
+                        "coordinators of other sizes may run at once (python -m study merge)")
+    parser.add_argument("--rerun_changed", action="store_true",
+                        help="re-run finished cells made under other settings and their "
+                             "dependents (default: refuse, listing the differences)")
     parser.add_argument("--zone")
     parser.add_argument("--no_spot", action="store_true")
     parser.add_argument("--repo", default="https://github.com/ORG/xitt.git")
@@ -206,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from study import experiment, grid, runner
         from tpu_scripts import plan
 
-        exp = experiment.load(args.experiment, check_files=False)
+        exp = experiment.select_sizes(experiment.load(args.experiment, check_files=False),
+                                      args.sizes)
         cells = grid.build(exp, args.study_dir)
         size_configs = _size_configs(exp, args.experiment)
         placements = placements_for(size_configs, size_configs, args.project, args.zone,
@@ -224,8 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(plan.simulate(cells, pool).summary())
             return 0
         os.makedirs(local, exist_ok=True)
-        with ResultsDB(dbs.db_path) as db:
-            summary = runner.run(exp, args.study_dir, pool, db=db)
+        copy = db_copies.copy_path(args.study_dir, db_copies.coordinator_name(
+            [s.name for s in exp.sizes] if args.sizes else None))
+        if not os.path.exists(dbs.db_path) and db_copies.fetch(copy, dbs.db_path):
+            print(f"started from the copy {copy}", file=sys.stderr)
+        with ResultsDB(dbs.db_path) as db:  # copied to the study dir as each cell ends
+            summary = runner.run(exp, args.study_dir, pool, db=db,
+                                 rerun_changed=args.rerun_changed,
+                                 on_cell_end=lambda: db_copies.publish(dbs.db_path, copy))
     except (ValueError, RuntimeError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

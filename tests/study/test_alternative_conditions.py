@@ -27,6 +27,8 @@ def test_tiny_grid_with_the_alternatives_builds(tmp_path: pathlib.Path):
         "experiment.study.primary_endpoint = {'condition': 'xitt.inter.mnli_mlm', "
         "'measure': 'overall_gain'}",
         "experiment.study.targets = ['xnli', 'xquad']",
+        "experiment.study.seeds = [0]",
+        "experiment.study.replicate_only = None",
         "experiment.study.target_steps = {'xnli': 2, 'xquad': 2}",
         "experiment.study.train_lengths = {'default': {'inputs': 128, 'targets': 32}, "
         "'mnli_mlm': {'inputs': 64, 'targets': 16}}",
@@ -47,7 +49,7 @@ def test_tiny_grid_with_the_alternatives_builds(tmp_path: pathlib.Path):
 
 
 def test_alternatives_take_their_tasks_lengths_unless_set():
-    exp = experiment.load("gin/study/study_base.gin", check_files=False)
+    exp = experiment.load("gin/study/study_mt5.gin", check_files=False)
     assert exp.train_length("squad_v1_mlm") == exp.train_length("squad_v1")
     assert exp.train_length("squad_v1_translate_train").targets == 512
     assert exp.train_length("multitask_mlm") == exp.train_length("multitask")

@@ -47,6 +47,7 @@ def test_full_data_refuses_the_sample_and_the_cpu_vocabulary(real_root, tmp_path
 def full_exp(tmp_path):
     path = tmp_path / "full.gin"
     path.write_text("include 'gin/study/study_cpu.gin'\n"
+                    "experiment.study.seeds = [0]\nexperiment.study.replicate_only = None\n"
                     "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}\n"
                     "experiment.study.conditions = ['baseline']\n"
                     "experiment.study.targets = ['xnli']\n"

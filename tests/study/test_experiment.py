@@ -7,11 +7,12 @@ import pytest
 from study import experiment
 
 CPU = "gin/study/study_cpu.gin"
+ONE_SEED = ["experiment.study.seeds = [0]", "experiment.study.replicate_only = None"]
 
 
 def _write(tmp_path: pathlib.Path, *overrides: str) -> str:
     path = tmp_path / "exp.gin"
-    path.write_text("\n".join([f"include '{CPU}'", *overrides]) + "\n")
+    path.write_text("\n".join([f"include '{CPU}'", *ONE_SEED, *overrides]) + "\n")
     return str(path)
 
 
@@ -21,7 +22,9 @@ def test_cpu_study_parses_typed():
     assert [s.name for s in exp.sizes] == ["tiny", "tiny2"]
     assert exp.conditions[0] == "baseline"
     assert "xitt.inter.multitask" in exp.conditions
-    assert sum(c.startswith("xitt.inter.") for c in exp.conditions) >= 4
+    assert sum(c.startswith("xitt.inter.") for c in exp.conditions) >= 2  # + an exploratory one
+    assert len(exp.seeds) >= 2 and exp.primary_endpoint.condition in \
+        exp.replicate_only.conditions  # the primary endpoint with seed variance
     assert set(exp.targets) == set(experiment.TARGETS)
     from xitt_tasks import languages
 
@@ -40,16 +43,25 @@ def dataclasses_frozen():
 
 
 @pytest.mark.parametrize("name", ["base", "large", "xl", "xxl"])
-def test_real_scale_files_parse(name):
-    exp = experiment.load(f"gin/study/study_{name}.gin")
+def test_the_real_study_is_one_experiment_of_every_size(name):
+    exp = experiment.load("gin/study/study_mt5.gin")
     assert not exp.toy and exp.pretrained_step == 1_000_000
-    assert [s.name for s in exp.sizes] == [name]
+    assert [s.name for s in exp.sizes] == ["base", "large", "xl", "xxl"]
     size = exp.size(name)
     assert size.initial_checkpoint.endswith(f"mt5_{name}/checkpoint_1000000")
     assert size.gin_files and size.gin_files[0].startswith(f"gin/tpu/mt5_{name}_")
     assert len(exp.conditions) == 11 and exp.batch_size == 128
     assert exp.train_length("xquad") == experiment.Lengths(1024, 512)
     assert exp.train_length("xnli") == experiment.Lengths(1024, 128)
+    one = experiment.select_sizes(exp, name)
+    assert [s.name for s in one.sizes] == [name] and one.size(name) == size
+
+
+def test_selecting_an_unknown_size_names_the_known_ones():
+    exp = experiment.load("gin/study/study_mt5.gin")
+    with pytest.raises(experiment.ExperimentError, match="--sizes 'huge': expected some of "
+                                                         "base, large, xl, xxl"):
+        experiment.select_sizes(exp, "base,huge")
 
 
 @pytest.mark.parametrize("override, field, value", [

@@ -1,6 +1,9 @@
 """The grid: intermediate models trained once per size and seed and fanned out to every
 target; recipes as dependency chains; the executor contract's attributes."""
 import collections
+import re
+
+import pytest
 
 from study import experiment, grid
 
@@ -28,15 +31,16 @@ def test_every_cell_after_its_deps_with_the_executor_contract():
 def test_intermediate_trained_once_per_size_and_seed_and_fanned_out():
     exp, cells = _cells()
     inter = [c for c in cells if c.kind == "intermediate"]
-    n_inter = len(exp.conditions) - 1
-    assert len(inter) == len(exp.sizes) * len(exp.seeds) * n_inter
+    assert len(inter) == len(exp.sizes) * sum(len(exp.conditions_for(s)) - 1 for s in exp.seeds)
     counts = collections.Counter((c.size, c.seed, c.condition) for c in inter)
     assert set(counts.values()) == {1}
     users = collections.Counter(d for c in cells for d in c.deps)
     # each intermediate model feeds every target of its condition (XCOPA via its SIQA stage,
-    # Tatoeba via the XQuAD cell): 9 direct users (8 targets + the SIQA stage)
+    # Tatoeba via the XQuAD cell): the first seed's 9 direct users (8 targets + the SIQA stage)
     for c in inter:
-        assert users[c.cell_id] == len(exp.targets) - 1
+        targets = exp.targets_for(c.seed)
+        assert users[c.cell_id] == len(targets) - ("tatoeba" in targets)
+        assert users[c.cell_id] == len(exp.targets) - 1 or c.seed != exp.seeds[0]
         assert c.train_task == c.condition and c.start_step == exp.pretrained_step
         assert c.train_steps == exp.pretrained_step + exp.intermediate_steps
 
@@ -55,16 +59,50 @@ def test_recipes_and_absolute_steps():
     assert tat.steps == 0 and tat.train_task is None
     assert by["tiny/s0/baseline/xnli"].deps == ()
     assert by["tiny/s0/baseline/xnli"].init_from is None
-    assert by["tiny/s0/qqp/mewslix"].kind == "retrieval"
-    assert by["tiny/s0/qqp/xnli"].train_task == "xitt.xnli.train.en"
+    assert by["tiny/s0/mnli/mewslix"].kind == "retrieval"
+    assert by["tiny/s0/multitask/xnli"].train_task == "xitt.xnli.train.en"
 
 
 def test_grid_size_of_the_toy_study():
     exp, cells = _cells()
-    per_condition = len(exp.targets) + 1  # + XCOPA's SIQA stage
-    n = len(exp.sizes) * len(exp.seeds) * (
-        (len(exp.conditions) - 1) + len(exp.conditions) * per_condition)
-    assert len(cells) == n
+    n = 0
+    for seed in exp.seeds:
+        targets, conditions = exp.targets_for(seed), exp.conditions_for(seed)
+        per_condition = len(targets) + ("xcopa" in targets)  # + XCOPA's SIQA stage
+        n += len(conditions) - 1 + len(conditions) * per_condition
+    assert len(cells) == len(exp.sizes) * n
+
+
+def test_later_seeds_replicate_only_the_chosen_conditions_and_targets(tmp_path):
+    path = tmp_path / "rep.gin"
+    path.write_text(f"include '{CPU}'\nexperiment.study.seeds = [0, 1]\n"
+                    "experiment.study.replicate_only = {'conditions': ['baseline', "
+                    "'xitt.inter.multitask'], 'targets': ['xnli', 'xquad', 'tatoeba']}\n")
+    exp = experiment.load(str(path))
+    later = [c for c in grid.build(exp, "/s") if c.seed == 1]
+    assert {(c.size, c.condition, c.target) for c in later if c.kind != "intermediate"} == {
+        (size, cond, t) for size in ("tiny", "tiny2") for cond in ("baseline",
+                                                                   "xitt.inter.multitask")
+        for t in ("xnli", "xquad", "tatoeba")}
+    assert {c.cell_id for c in later if c.kind == "intermediate"} == {"tiny/s1/multitask",
+                                                                      "tiny2/s1/multitask"}
+    first = [c for c in grid.build(exp, "/s") if c.seed == 0]
+    assert {c.target for c in first} == {*experiment.TARGETS, None}  # all of seed 0
+    assert {c.condition for c in first} == set(exp.conditions)
+
+
+@pytest.mark.parametrize("replicate, expected", [
+    ("{'conditions': ['baseline'], 'targets': ['xnli']}", "'xitt.inter.multitask' among them"),
+    ("{'conditions': ['baseline', 'xitt.inter.multitask'], 'targets': ['tatoeba']}",
+     "Tatoeba embeds with the XQuAD cell's encoder"),
+    ("{'conditions': ['baseline', 'xitt.inter.multitask'], 'targets': ['xnli', 'pawsx']}",
+     "replicate_only['targets'] = 'pawsx'"),
+])
+def test_replicate_only_is_checked(tmp_path, replicate, expected):
+    path = tmp_path / "rep.gin"
+    path.write_text(f"include '{CPU}'\nexperiment.study.replicate_only = {replicate}\n")
+    with pytest.raises(experiment.ExperimentError, match=re.escape(expected)):
+        experiment.load(str(path))
 
 
 def test_raw_recipes(tmp_path):
@@ -84,7 +122,7 @@ def test_dependents():
     exp, cells = _cells()
     down = grid.dependents(cells, "tiny/s0/mnli")
     assert "tiny/s0/mnli/xcopa" in down and "tiny/s0/mnli/tatoeba" in down
-    assert not any(c.startswith("tiny2/") or "/qqp/" in c for c in down)
+    assert not any(c.startswith("tiny2/") or "/multitask/" in c or "/s1/" in c for c in down)
 
 
 def test_model_dirs_on_an_object_store_keep_their_url():

@@ -30,8 +30,14 @@ def test_variance_components():
         plan.target_weights([t for t in TARGETS if t != "xcopa"])
 
 
-def test_plan_prints_seeds_sizes_and_chip_hours_for_any_size_set():
-    exp = experiment.load("gin/study/study_base.gin", check_files=False)
+def test_plan_prints_seeds_sizes_and_chip_hours_for_any_size_set(tmp_path):
+    path = tmp_path / "base_only.gin"  # the real recipe at one size: the others are costed
+    path.write_text("include 'gin/study/study_mt5.gin'\n"
+                    "experiment.study.sizes = {'base': 'gin/models/mt5_base.gin'}\n"
+                    "experiment.study.initial_checkpoints = {'base': 'gs://b/mt5_base'}\n"
+                    "experiment.study.size_gin_files = "
+                    "{'base': ['gin/tpu/mt5_base_v4_2x2x1.gin']}\n")
+    exp = experiment.load(str(path), check_files=False)
     per_seed = {"base": (100.0, 10.0), "large": (200.0, 20.0), "xl": (600.0, 40.0),
                 "xxl": (2000.0, 100.0)}
     text = plan.plan(exp, ["base", "large", "xl", "xxl"], -1.0, 0.8, (1.0, 0.5),

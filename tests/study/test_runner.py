@@ -4,18 +4,28 @@ run is rerun, a dead worker's cell is recorded as failed; status estimates what 
 import pytest
 
 from study import cell as cell_mod
-from study import experiment, grid, runner, status
+from study import experiment, fingerprint, grid, runner, status
 from study.db import ResultsDB
 from study.executors import Outcome
 
 CPU = "gin/study/study_cpu.gin"
+# Derived test grids keep one seed (the toy's second seed replicates the multitask condition,
+# which they drop).
+ONE_SEED = "experiment.study.seeds = [0]\nexperiment.study.replicate_only = None\n"
+
+
+def record(db, exp, study_dir, cell_id):
+    """What run-cell records of a finished cell (no metrics): its end and its fingerprint."""
+    db.record_results(cell_id, [], end_time="2026-01-01T00:00:10Z", **fingerprint.provenance(
+        exp, grid.build(exp, str(study_dir)), cell_id))
 
 
 class FakeExecutor:
     """Does what run-cell does to the DB, without training."""
 
-    def __init__(self, db, fail=(), die=()):
+    def __init__(self, db, exp, study_dir, fail=(), die=()):
         self.db, self.fail, self.die, self.ran, self.closed = db, set(fail), set(die), [], 0
+        self.exp, self.study_dir = exp, study_dir
 
     def run(self, cell):
         self.ran.append(cell.cell_id)
@@ -25,7 +35,7 @@ class FakeExecutor:
         if cell.cell_id in self.fail:
             self.db.mark_failed(cell.cell_id, "ValueError: boom")
             return Outcome(False, "ValueError: boom")
-        self.db.record_results(cell.cell_id, [], end_time="2026-01-01T00:00:10Z")
+        record(self.db, self.exp, self.study_dir, cell.cell_id)
         return Outcome(True)
 
     def close(self):
@@ -40,7 +50,7 @@ class Quiet(runner.Progress):
 @pytest.fixture(scope="module")
 def exp(tmp_path_factory):
     path = tmp_path_factory.mktemp("exp") / "small.gin"
-    path.write_text(f"include '{CPU}'\n"
+    path.write_text(f"include '{CPU}'\n{ONE_SEED}"
                     "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}\n"
                     "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']\n"
                     "experiment.study.primary_endpoint = "
@@ -49,10 +59,10 @@ def exp(tmp_path_factory):
     return experiment.load(str(path))
 
 
-def _run(exp, study_dir, **kw):
+def _run(exp, study_dir, rerun_changed=False, **kw):
     with ResultsDB(f"{study_dir}/{cell_mod.DB_FILE}") as db:
-        ex = FakeExecutor(db, **kw)
-        summary = runner.run(exp, str(study_dir), ex, db=db,
+        ex = FakeExecutor(db, exp, study_dir, **kw)
+        summary = runner.run(exp, str(study_dir), ex, db=db, rerun_changed=rerun_changed,
                              progress=Quiet(len(grid.build(exp, str(study_dir)))))
         return ex, summary
 
@@ -116,8 +126,8 @@ class SlowFake:
     """A worker in its own thread: its own DB connection (as a worker process has), 0.3 s per
     cell; records how many cells run at once and what was done when each started."""
 
-    def __init__(self, db_path, log):
-        self.db_path, self.log = db_path, log
+    def __init__(self, db_path, log, exp, study_dir):
+        self.db_path, self.log, self.exp, self.study_dir = db_path, log, exp, study_dir
 
     def run(self, cell):
         import threading
@@ -133,7 +143,7 @@ class SlowFake:
             time.sleep(0.3)
             with self.log["lock"]:
                 self.log["now"] -= 1
-            db.record_results(cell.cell_id, [], end_time="2026-01-01T00:00:10Z")
+            record(db, self.exp, self.study_dir, cell.cell_id)
         return Outcome(True)
 
     def close(self):
@@ -147,7 +157,7 @@ def test_two_workers_run_cells_side_by_side_after_their_dependencies(exp, tmp_pa
     log = {"lock": threading.Lock(), "now": 0, "peak": 0, "started": []}
     db_path = f"{tmp_path}/{cell_mod.DB_FILE}"
     with ResultsDB(db_path) as db:
-        pool = [SlowFake(db_path, log), SlowFake(db_path, log)]
+        pool = [SlowFake(db_path, log, exp, tmp_path), SlowFake(db_path, log, exp, tmp_path)]
         summary = runner.run(exp, str(tmp_path), pool, db=db, progress=Quiet(len(cells)))
     started = [cid for cid, _, _ in log["started"]]
     assert sorted(started) == sorted(c.cell_id for c in cells)  # each cell once
@@ -162,7 +172,7 @@ def test_retrieval_layer_applies_to_tatoeba_not_to_dual_encoders(tmp_path):
     """A dual encoder embeds with its trained projection on the final layer; the experiment's
     retrieval layer is for Tatoeba's encoder only (a dual encoder refuses another layer)."""
     path = tmp_path / "layer.gin"
-    path.write_text(f"include '{CPU}'\n"
+    path.write_text(f"include '{CPU}'\n{ONE_SEED}"
                     "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}\n"
                     "experiment.study.conditions = ['baseline']\n"
                     "experiment.study.targets = ['mewslix', 'tatoeba']\n"

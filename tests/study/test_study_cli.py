@@ -13,11 +13,12 @@ import pytest
 from study import __main__ as cli
 
 CPU = "gin/study/study_cpu.gin"
+ONE_SEED = ["experiment.study.seeds = [0]", "experiment.study.replicate_only = None"]
 
 
 def _exp(tmp_path, *overrides):
     path = tmp_path / "exp.gin"
-    path.write_text("\n".join([f"include '{CPU}'", *overrides]) + "\n")
+    path.write_text("\n".join([f"include '{CPU}'", *ONE_SEED, *overrides]) + "\n")
     return str(path)
 
 
@@ -163,15 +164,20 @@ def test_simulate_prints_coverage_and_declared_shrinks_as_fractions(capsys):
     assert 0.0 <= out["declared_shrinks"] <= 1.0 and out["true_slope"] == 0.0
 
 
-def test_report_takes_the_primary_endpoint_from_the_recorded_experiment(tmp_path, capsys):
+def test_report_takes_the_primary_endpoint_the_runner_recorded(tmp_path, capsys):
+    import json
+
+    from study import analysis, runner
     from study.db import ResultsDB
     from tests.study import synthetic_db
 
+    assert runner.PRIMARY_ENDPOINT_META == analysis.PRIMARY_META  # one key, written and read
     synthetic_db.build(tmp_path / "results.sqlite", sizes={"tiny": 10**6, "tiny2": 10**7},
-                       conditions=("multitask",), truth=lambda *k: 0.5, n=10,
+                       conditions=("multitask", "mnli"), truth=lambda *k: 0.5, n=10,
                        seeds=(0, 1)).close()
     with ResultsDB(tmp_path / "results.sqlite") as db:
-        db.set_meta("experiment_file", CPU)
+        db.set_meta(runner.PRIMARY_ENDPOINT_META, json.dumps(
+            {"condition": "xitt.inter.multitask", "measure": "overall_gain"}))
     assert cli.main(["report", "--study_dir", str(tmp_path)]) == 0
     text = (tmp_path / "report" / "report.md").read_text()
     assert "intermediate task multitask (the declared primary endpoint)" in text

@@ -66,10 +66,11 @@ def test_report_sums_per_size_and_prices_the_total():
 
 
 def test_cli_on_the_study_experiment(capsys):
-    assert cost.main(["gin/study/study_base.gin", "--mfu", "0.4", "--cells"]) == 0
+    assert cost.main(["gin/study/study_mt5.gin", "--mfu", "0.4", "--cells"]) == 0
     out = capsys.readouterr().out
     assert cost.FORMULA in out
-    cell_lines = [line for line in out.splitlines() if line.startswith("base/")]
+    cell_lines = [line for line in out.splitlines()
+                  if line.startswith(("base/", "large/", "xl/", "xxl/"))]
     total = next(line for line in out.splitlines() if line.startswith("total"))
     assert int(total.split()[1]) == len(cell_lines) > 0
     summed = sum(float(line.split()[-1].replace(",", "")) for line in cell_lines)
@@ -83,24 +84,34 @@ def test_one_command_costs_every_size_and_counts_a_repeated_file_once(capsys):
         return {line.split()[0]: float(line.split()[3].replace(",", "")) for line in lines
                 if line.split() and line.split()[0] in ("base", "large", "total")}
 
-    base, large = totals("gin/study/study_base.gin"), totals("gin/study/study_large.gin")
-    both = totals("gin/study/study_base.gin", "gin/study/study_large.gin",
-                  "gin/study/study_base.gin")
-    assert both["base"] == base["base"] and both["large"] == large["large"]
-    assert both["total"] == pytest.approx(base["total"] + large["total"], abs=0.2)
+    every = totals("gin/study/study_mt5.gin")  # the real study: one file, every size
+    assert totals("gin/study/study_mt5.gin", "gin/study/study_mt5.gin") == every
+    assert every["total"] > every["base"] + every["large"] > every["large"] > every["base"] > 0
 
 
-def test_provisioning_and_setup_count_per_slice_created(capsys):
+def _base_only(tmp_path):
+    """The real study at Base alone (one slice type)."""
+    path = tmp_path / "base_only.gin"
+    path.write_text("include 'gin/study/study_mt5.gin'\n"
+                    "experiment.study.sizes = {'base': 'gin/models/mt5_base.gin'}\n"
+                    "experiment.study.initial_checkpoints = {'base': 'gs://b/mt5_base'}\n"
+                    "experiment.study.size_gin_files = "
+                    "{'base': ['gin/tpu/mt5_base_v4_2x2x1.gin']}\n")
+    return str(path)
+
+
+def test_provisioning_and_setup_count_per_slice_created(capsys, tmp_path):
     from study import experiment, grid
 
-    kept, per_cell, skipped = cost.setup_costs(["gin/study/study_base.gin"], 2, 10.0)
-    cells = grid.build(experiment.load("gin/study/study_base.gin", check_files=False), "/tmp/c")
-    chips = topology.Slice.parse("v4:2x2x1").num_chips  # study_base.gin's gin/tpu slice
+    base_only = _base_only(tmp_path)
+    kept, per_cell, skipped = cost.setup_costs([base_only], 2, 10.0)
+    cells = grid.build(experiment.load(base_only, check_files=False), "/tmp/c")
+    chips = topology.Slice.parse("v4:2x2x1").num_chips  # Base's gin/tpu slice
     # one size, one slice type: each of the two workers creates one slice and keeps it
     assert (kept.slices, per_cell.slices, skipped) == (2, len(cells), [])
     assert kept.chip_hours == pytest.approx(2 * chips * 10 / 60)
     assert per_cell.chip_hours == pytest.approx(len(cells) * chips * 10 / 60)
-    assert cost.main(["gin/study/study_base.gin", "--workers", "2", "--provision_minutes", "4",
+    assert cost.main([base_only, "--workers", "2", "--provision_minutes", "4",
                       "--setup_minutes", "6"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-3].startswith("provisioning + setup: per slice created: 4 min provisioning + "
@@ -114,7 +125,7 @@ def test_provisioning_and_setup_count_per_slice_created(capsys):
 def test_evaluation_costs_every_language_and_the_selection_validations():
     from study import experiment, grid
 
-    exp = experiment.load("gin/study/study_base.gin", check_files=False)
+    exp = experiment.load("gin/study/study_mt5.gin", check_files=False)
     evals = cost.eval_cells_from_experiment(exp, grid.build(exp, "/tmp/xitt-cost-test"))
     xnli = next(c for c in evals if c.cell_id == "base/s0/baseline/xnli")
     validations = (exp.target_steps["xnli"] // exp.save_every) * cost.EVAL_ITEMS["xnli"]

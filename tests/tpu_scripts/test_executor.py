@@ -5,6 +5,7 @@ dependency failures skip; hostile cell ids stay inert."""
 import dataclasses
 import io
 import json
+import re
 import shlex
 
 import pytest
@@ -210,3 +211,12 @@ def test_hostile_cell_ids_give_valid_names_and_inert_task_files():
     assert shlex.split(task["run"])[6] == cell_id
     assert executor.node_name(cell_id) != executor.node_name(cell_id + " ")
     assert json.loads(json.dumps(task))["name"] == name
+
+
+def test_dry_run_of_some_sizes_of_the_real_study_lists_only_their_cells(capsys):
+    assert executor.main(["gin/study/study_mt5.gin", "--study_dir", "gs://b/study",
+                          "--project", "p", "--sizes", "xl,xxl", "--dry_run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    cells = [re.search(r"--cell (\S+)", line).group(1) for line in out if "nohup " in line]
+    sizes = {cell.split("/")[0] for cell in cells}
+    assert sizes == {"xl", "xxl"} and len(cells) == len(set(cells)) == 2 * 393  # of 1,572

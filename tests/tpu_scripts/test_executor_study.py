@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from study import cell_db, experiment, grid, runner
+from study import cell_db, experiment, fingerprint, grid, runner
 from study.db import PerExample, Result, ResultsDB
 from tpu_scripts import executor, launch, skypilot
 
@@ -60,6 +60,8 @@ class Quiet(runner.Progress):
 def _experiment(tmp_path, *lines):
     path = tmp_path / "exp.gin"
     path.write_text("\n".join(["include 'gin/study/study_cpu.gin'",
+                               "experiment.study.seeds = [0]",  # the toy's second seed: off
+                               "experiment.study.replicate_only = None",
                                "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}",
                                *lines]) + "\n")
     return experiment.load(str(path))
@@ -106,7 +108,9 @@ def test_cells_run_against_their_own_databases_and_land_in_the_studys(tmp_path):
                 return False
             db.record_results(cell_id, [Result("en", "accuracy", 50.0, 2)],
                               [PerExample("en", "accuracy", ["a", "b"], [0.0, 100.0])],
-                              checkpoint_path=f"gs://b/{cell_id}/checkpoint_4")
+                              checkpoint_path=f"gs://b/{cell_id}/checkpoint_4",
+                              **fingerprint.provenance(exp, grid.build(exp, str(study_dir)),
+                                                       cell_id))
         return True
 
     sky, summary = _run_study(exp, study_dir, local_db, fake_cell)
@@ -428,6 +432,7 @@ def test_the_command_runs_the_grid_and_study_status_reads_the_local_database(
     path = tmp_path / "exp.gin"
     path.write_text("\n".join([
         "include 'gin/study/study_cpu.gin'",
+        "experiment.study.seeds = [0]", "experiment.study.replicate_only = None",
         "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}",
         "experiment.study.size_gin_files = {'tiny': ['gin/tpu/mt5_base_v5e_2x2.gin']}",
         "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']",
@@ -450,12 +455,17 @@ def test_the_command_runs_the_grid_and_study_status_reads_the_local_database(
     assert study_cli.main(["status", str(path), "--study_dir", str(local)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("3/3 done, 0 running, 0 failed"), out
+    # the coordinator's database, copied to the study directory as cells ended
+    with ResultsDB(tmp_path / "bucket" / "databases" / "all.sqlite", create=False) as copy:
+        assert len(copy.cells(status="done")) == 3
 
 
 def test_the_dry_run_prints_the_plan_slices_created_against_cells_run(tmp_path, capsys):
     path = tmp_path / "exp.gin"
     path.write_text("\n".join([
         "include 'gin/study/study_cpu.gin'",
+        "experiment.study.seeds = [0]",
+        "experiment.study.replicate_only = None",
         "experiment.study.size_gin_files = {'tiny': ['gin/tpu/mt5_base_v5e_2x2.gin'], "
         "'tiny2': ['gin/tpu/mt5_xxl_v5e_4x8.gin']}",
         "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']",
