@@ -133,6 +133,10 @@ class Experiment:
     data_source: str                     # 'sample' | 'full'
     primary_endpoint: PrimaryEndpoint
     replicate_only: ReplicateOnly | None = None
+    # condition -> the targets it runs on (default: every target). A toy study's way to run
+    # more conditions within its time budget; the primary endpoint's condition and the
+    # baseline always run on every target.
+    condition_targets: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def size(self, name: str) -> Size:
         return next(s for s in self.sizes if s.name == name)
@@ -153,6 +157,11 @@ class Experiment:
         if self.replicate_only is None or seed == self.seeds[0]:
             return self.conditions
         return tuple(c for c in self.conditions if c in self.replicate_only.conditions)
+
+    def targets_of(self, condition: str, targets: Sequence[str]) -> tuple[str, ...]:
+        """Those of `targets` that `condition` runs on."""
+        only = self.condition_targets.get(condition)
+        return tuple(targets) if only is None else tuple(t for t in targets if t in only)
 
     def targets_for(self, seed: int) -> tuple[str, ...]:
         if self.replicate_only is None or seed == self.seeds[0]:
@@ -410,7 +419,31 @@ def from_fields(fields: Mapping[str, Any], *, path: str = "<experiment>", sha256
         data_source=data_source,
         primary_endpoint=endpoint,
         replicate_only=_replicate_only(c, conditions, targets, endpoint, tatoeba_encoder),
+        condition_targets=_condition_targets(c, conditions, targets, endpoint, tatoeba_encoder),
     )
+
+
+def _condition_targets(c: _Checker, conditions: Sequence[str], targets: Sequence[str],
+                       endpoint: PrimaryEndpoint, tatoeba_encoder: str,
+                       ) -> dict[str, tuple[str, ...]]:
+    out = {}
+    for cond, chosen in c.mapping("condition_targets", c.get("condition_targets", {})).items():
+        # a known condition; one this grid does not run is ignored (an overlay may drop it)
+        c.choice("condition_targets key", cond,
+                 [x for x in CONDITIONS if x not in (BASELINE, endpoint.condition)])
+        if cond not in conditions:
+            continue
+        field = f"condition_targets[{cond!r}]"
+        chosen = c.str_list(field, chosen)
+        if not chosen:
+            c.fail(field, [], "expected at least one target")
+        for t in chosen:
+            c.choice(field, t, targets)
+        if "tatoeba" in chosen and tatoeba_encoder == "squad_v1" and "xquad" not in chosen:
+            c.fail(field, list(chosen), "Tatoeba embeds with the XQuAD cell's encoder: add "
+                   "'xquad'")
+        out[cond] = chosen
+    return out
 
 
 def _replicate_only(c: _Checker, conditions: Sequence[str], targets: Sequence[str],

@@ -95,7 +95,8 @@ def build(exp: Experiment, study_dir: str) -> list[Cell]:
                 base_id, base_step = starts[cond]
                 base_deps = () if base_id is None else (base_id,)
                 trained: dict[str, Cell] = {}
-                for target in targets:
+                cond_targets = exp.targets_of(cond, targets)
+                for target in cond_targets:
                     cid = f"{prefix}/{short}/{target}"
                     if target == "tatoeba":
                         continue  # after the others: it may embed with the XQuAD cell
@@ -116,7 +117,7 @@ def build(exp: Experiment, study_dir: str) -> list[Cell]:
                         trained[target] = add(cid, kind, size.name, seed, cond, target,
                                               base_deps, train_task_name(target), base_id,
                                               exp.target_steps[target], base_step)
-                if "tatoeba" in targets:
+                if "tatoeba" in cond_targets:
                     if exp.tatoeba_encoder == "squad_v1":
                         enc = trained["xquad"]
                         add(f"{prefix}/{short}/tatoeba", "embedding", size.name, seed, cond,

@@ -29,6 +29,7 @@ def test_tiny_grid_with_the_alternatives_builds(tmp_path: pathlib.Path):
         "experiment.study.targets = ['xnli', 'xquad']",
         "experiment.study.seeds = [0]",
         "experiment.study.replicate_only = None",
+        "experiment.study.condition_targets = {}",
         "experiment.study.target_steps = {'xnli': 2, 'xquad': 2}",
         "experiment.study.train_lengths = {'default': {'inputs': 128, 'targets': 32}, "
         "'mnli_mlm': {'inputs': 64, 'targets': 16}}",

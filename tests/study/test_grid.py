@@ -38,9 +38,10 @@ def test_intermediate_trained_once_per_size_and_seed_and_fanned_out():
     # each intermediate model feeds every target of its condition (XCOPA via its SIQA stage,
     # Tatoeba via the XQuAD cell): the first seed's 9 direct users (8 targets + the SIQA stage)
     for c in inter:
-        targets = exp.targets_for(c.seed)
+        targets = exp.targets_of(c.condition, exp.targets_for(c.seed))
         assert users[c.cell_id] == len(targets) - ("tatoeba" in targets)
-        assert users[c.cell_id] == len(exp.targets) - 1 or c.seed != exp.seeds[0]
+        assert users[c.cell_id] == len(exp.targets) - 1 or c.seed != exp.seeds[0] or \
+            c.condition in exp.condition_targets
         assert c.train_task == c.condition and c.start_step == exp.pretrained_step
         assert c.train_steps == exp.pretrained_step + exp.intermediate_steps
 
@@ -67,9 +68,10 @@ def test_grid_size_of_the_toy_study():
     exp, cells = _cells()
     n = 0
     for seed in exp.seeds:
-        targets, conditions = exp.targets_for(seed), exp.conditions_for(seed)
-        per_condition = len(targets) + ("xcopa" in targets)  # + XCOPA's SIQA stage
-        n += len(conditions) - 1 + len(conditions) * per_condition
+        conditions = exp.conditions_for(seed)
+        for cond in conditions:
+            targets = exp.targets_of(cond, exp.targets_for(seed))
+            n += (cond != "baseline") + len(targets) + ("xcopa" in targets)  # + SIQA stage
     assert len(cells) == len(exp.sizes) * n
 
 
@@ -130,3 +132,32 @@ def test_model_dirs_on_an_object_store_keep_their_url():
     for c in cells:
         assert c.model_dir == "gs://bucket/study/models/" + c.cell_id
         assert c.command[-2:] == ("--study_dir", "gs://bucket/study")
+
+
+def test_a_condition_restricted_to_some_targets_gets_cells_for_those_only(tmp_path):
+    path = tmp_path / "exp.gin"
+    path.write_text(f"include '{CPU}'\n"
+                    "experiment.study.condition_targets = {'xitt.inter.mnli': ['xnli', 'xquad', "
+                    "'tatoeba']}\n")
+    cells = grid.build(experiment.load(str(path)), str(tmp_path / "study"))
+    mnli = sorted(c.cell_id for c in cells if c.size == "tiny" and c.condition == "xitt.inter.mnli")
+    assert mnli == ["tiny/s0/mnli", "tiny/s0/mnli/tatoeba", "tiny/s0/mnli/xnli",
+                    "tiny/s0/mnli/xquad"]
+    multitask = {c.target for c in cells if c.cell_id.startswith("tiny/s0/multitask/")}
+    assert multitask == set(experiment.TARGETS)  # unrestricted conditions: every target
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("{'xitt.inter.multitask': ['xnli']}", "expected one of"),  # the primary runs everywhere
+    ("{'baseline': ['xnli']}", "expected one of"),
+    ("{'xitt.inter.mnlii': ['xnli']}", "expected one of"),
+    ("{'xitt.inter.mnli': ['paws_x']}", "expected one of"),
+    ("{'xitt.inter.mnli': []}", "expected at least one target"),
+    ("{'xitt.inter.mnli': ['tatoeba']}", "add 'xquad'"),
+])
+def test_condition_targets_are_validated(tmp_path, value, expected):
+    path = tmp_path / "exp.gin"
+    path.write_text(f"include '{CPU}'\nexperiment.study.condition_targets = {value}\n")
+    with pytest.raises(experiment.ExperimentError, match="condition_targets") as e:
+        experiment.load(str(path))
+    assert expected in str(e.value)
