@@ -122,6 +122,7 @@ def render(result: Analysis, cells, db_path, schema, share_fits, mc4, figures,
             "is shown by simulation in docs/analysis.md. With one seed there is no interval.",
             "Recipes: " + ", ".join(f"{t} {result.recipes[t]}" for t in result.targets)
             + " (raw: XCOPA trained on COPA only / Tatoeba with the pretrained encoder).", ""]
+    out += _design(cells)
     if any(isinstance(v, Est) and v.why == ONE_SEED for v in result.gains.values()):
         out += ["One seed per arm: no interval anywhere (seed variance cannot be estimated "
                 "from one seed); the numbers below are point estimates only.", ""]
@@ -161,6 +162,28 @@ def _secondary(result: Analysis) -> list[str]:
         out.append(f"- {cond}, overall: slope {fmt(t.slope, lv)} per 10x; "
                    f"{an.CORRECTION}-adjusted p {p} (exploratory)")
     return out + [""]
+
+
+def _design(cells) -> list[str]:
+    """Which targets and seeds each condition ran, where that is not the full grid (a toy
+    study runs extra seeds and conditions on a subset of targets to fit its time budget)."""
+    scored = [c for c in cells if c.target is not None and c.kind != "stage"]
+    targets = sorted({c.target for c in scored})
+    seeds = sorted({c.seed for c in scored})
+    ran: dict[str, dict[int, set[str]]] = {}
+    for c in scored:
+        ran.setdefault(c.condition, {}).setdefault(c.seed, set()).add(c.target)
+    partial = {cond: by_seed for cond, by_seed in ran.items()
+               if sorted(by_seed) != seeds or any(sorted(t) != targets for t in by_seed.values())}
+    if not partial:
+        return [f"Design: every condition on every target ({len(targets)}) with every seed "
+                f"({', '.join(map(str, seeds))}).", ""]
+    body = [[cond, str(seed), "all" if sorted(t) == targets else ", ".join(sorted(t))]
+            for cond, by_seed in sorted(ran.items()) for seed, t in sorted(by_seed.items())]
+    return ["Design: not every condition ran on every target with every seed (a toy study "
+            "fits its time budget this way); each series is computed from what its condition "
+            "ran, and a number that would need a missing cell is marked, never imputed:", "",
+            _table(["condition", "seed", "targets"], body), ""]
 
 
 def _completeness(result: Analysis) -> list[str]:

@@ -175,3 +175,17 @@ def test_targets_under_both_recipes_get_a_raw_section(tmp_path):
     section = text.split("## Raw recipe variants")[1].split("## Cells")[0]
     row = next(line for line in section.splitlines() if line.startswith("| tiny1 | mnli |"))
     assert _cells(row)[2] == report.fmt(raw.gains[("tiny1", "mnli", "xcopa")], 0.95)
+
+
+def test_the_design_line_names_conditions_run_on_part_of_the_grid():
+    from study.db import CellRecord
+
+    def cell(cond, seed, target):
+        return CellRecord(f"tiny/s{seed}/{cond}/{target}", "target", "tiny", seed, cond, target)
+
+    full = [cell(c, s, t) for c in ("baseline", "multitask") for s in (0, 1)
+            for t in ("xnli", "xquad")]
+    assert report._design(full)[0].startswith("Design: every condition on every target (2)")
+    partial = full + [cell("mnli_mlm", 0, "xnli")]
+    text = "\n".join(report._design(partial))
+    assert "| mnli_mlm | 0 | xnli |" in text and "| multitask | 1 | all |" in text
