@@ -5,9 +5,14 @@ Names (see README.md): `xitt.inter.<task>` intermediate tasks and `xitt.inter.mu
 `xitt.<target>.all_langs` and `xitt.<target>.zeroshot` mixtures; `.rank` variants of
 multiple-choice tasks.
 """
-import seqio
+from xitt_common import quiet
 
-from xitt_tasks import (
+if (quiet.module_run_as_main() or "").split(".")[0] == __name__:  # python -m xitt_tasks[.x]:
+    quiet.entry_point(own_flag=True)  # first, TF prints start-up lines at import
+
+import seqio  # noqa: E402
+
+from xitt_tasks import (  # noqa: E402
     intermediate,
     languages,
     targets_classification,
