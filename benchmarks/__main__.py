@@ -131,4 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from xitt_common.quiet import entry_point
+
+    entry_point(libraries=False)  # first: no library lines unless --verbose
     sys.exit(main())

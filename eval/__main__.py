@@ -257,6 +257,9 @@ def _short(metrics: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
+    from xitt_common.quiet import entry_point
+
+    entry_point(own_flag=True)  # first: no library start-up lines unless --verbose
     from train import cli
 
     cli.run(main, prog="python -m eval")

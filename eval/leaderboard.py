@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 if __name__ == "__main__":  # before TF/seqio/the tasks are imported: no start-up noise
-    from eval.quiet import quiet_imports
+    from xitt_common.quiet import entry_point
 
-    quiet_imports()
+    entry_point(own_flag=True)
 
 from eval import xtreme_r
 from eval.xtreme_r import TaskSpec

@@ -32,21 +32,11 @@ from collections.abc import Sequence
 
 
 def quiet() -> None:
-    """No library log noise: TF, absl, seqio and the tasks' sentencepiece start-up lines are
-    discarded (`eval.quiet`), warnings and JAX/Orbax loggers silenced."""
-    import logging
-    import warnings
-
+    """TF, seqio and the tasks imported without their start-up lines (`xitt_common.quiet`;
+    nothing changed under --verbose)."""
     from eval.quiet import quiet_imports
 
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    warnings.filterwarnings("ignore")
     quiet_imports()
-    import sentencepiece
-
-    sentencepiece.set_min_log_level(3)
-    for name in ("jax", "orbax"):
-        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _study_dir(args: argparse.Namespace, exp) -> str:
@@ -315,4 +305,7 @@ def _check_recipe(db_path: str, experiment_file: str | None, study_dir: str) -> 
 
 
 if __name__ == "__main__":
+    from xitt_common.quiet import entry_point
+
+    entry_point(libraries=False)  # first: no library lines unless --verbose
     sys.exit(main())

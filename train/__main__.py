@@ -15,10 +15,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import gin
-import tensorflow as tf
+from xitt_common import quiet
 
-from train import cli, gin_utils, trainer
+if __name__ == "__main__":
+    quiet.entry_point(own_flag=True)  # first: TF prints its start-up lines at import
+
+import gin  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from train import cli, gin_utils, trainer  # noqa: E402
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:

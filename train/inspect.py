@@ -164,6 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from xitt_common.quiet import entry_point
+
+    entry_point(libraries=False, own_flag=True)  # first: no library lines unless --verbose
     from train import cli
 
     cli.run(main, sys.argv[1:], prog="python -m train.inspect")

@@ -6,9 +6,14 @@ Names (see README.md): `xitt.inter.<task>` intermediate tasks and `xitt.inter.mu
 multiple-choice tasks; `xitt.mc4` (span corruption), `xitt.inter.<task>_mlm` and
 `xitt.inter.<task>_translate_train` (X-STILTs' alternatives).
 """
-import seqio
+from xitt_common import quiet
 
-from xitt_tasks import (
+if (quiet.module_run_as_main() or "").split(".")[0] == __name__:  # python -m xitt_tasks[.x]:
+    quiet.entry_point(own_flag=True)  # first, TF prints start-up lines at import
+
+import seqio  # noqa: E402
+
+from xitt_tasks import (  # noqa: E402
     intermediate,
     languages,
     mc4,

@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import seqio
 
-import xitt_tasks  # noqa: F401  (registers)
+import xitt_tasks  # noqa: F401  (registers; quiets `python -m xitt_tasks`)
+from xitt_common import quiet
 
 
 def xitt_names() -> tuple[list[str], list[str]]:
@@ -86,4 +87,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    quiet.entry_point()  # removes --verbose (the package's import quieted the libraries)
     sys.exit(main())

@@ -134,4 +134,7 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
+    from xitt_common.quiet import entry_point
+
+    entry_point(libraries=False)  # no library lines unless --verbose
     sys.exit(main())
