@@ -30,7 +30,7 @@ NOISE = re.compile(
 STDOUT_NOISE = re.compile(r"^[IWEF]\d{4} |precompiled_charsmap|InitializeLog|cudart_stub|"
                           r"cpu_feature_guard|^\S*Warning: ")
 ENTRY_POINTS = ("train", "train.inspect", "train.formats.convert", "eval", "eval.score",
-                "eval.leaderboard", "study", "xitt_tasks", "tpu_scripts.fit",
+                "eval.leaderboard", "study", "xitt_tasks", "xitt_tasks.prepare", "tpu_scripts.fit",
                 "tpu_scripts.cost", "tpu_scripts.launch", "tpu_scripts.executor", "benchmarks",
                 "benchmarks.profile")
 XQUAD_DE = ("xitt_tasks", "show", "xitt.xquad.de", "-n", "1", "--lengths", "64,16")

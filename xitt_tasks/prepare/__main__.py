@@ -49,4 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from xitt_common.quiet import entry_point
+
+    entry_point()  # removes --verbose (the package's import quieted the libraries)
     sys.exit(main())
