@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The toy study end to end on the CPU, on the shipped synthetic sample data:
 #   1. set up a virtual environment (skipped when .venv exists),
-#   2. run the grid of gin/study/study_cpu.gin (2 tiny sizes x baseline + 3 intermediate tasks +
-#      the multi-task mixture x all ten XTREME-R targets; a second seed for the baseline and the
-#      primary endpoint's condition on a subset of targets) as the real study runs: two
-#      coordinators at once, one per size, each with its own database, copied to
-#      STUDY_DIR/databases/ as cells end; resumable: killed and re-run, each skips finished cells,
+#   2. run the grid of gin/study/study_cpu.gin (2 tiny sizes x baseline, MNLI and the multi-task
+#      mixture x all ten XTREME-R targets; a second seed for the baseline and the primary
+#      endpoint's condition on every target; X-STILTs' two alternatives on XNLI) as the real
+#      study runs: two coordinators at once, one per size, each with its own database, copied
+#      to STUDY_DIR/databases/ as cells end; resumable: killed and re-run, each skips finished
+#      cells,
 #   3. merge the two databases into STUDY_DIR/results.sqlite (refused if they were made under
 #      different recipes),
 #   4. write the report (Markdown + PNG plots) from the merged database.

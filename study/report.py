@@ -123,12 +123,16 @@ def render(result: Analysis, cells, db_path, schema, share_fits, mc4, figures,
             "Recipes: " + ", ".join(f"{t} {result.recipes[t]}" for t in result.targets)
             + " (raw: XCOPA trained on COPA only / Tatoeba with the pretrained encoder).", ""]
     out += _design(cells)
-    if any(isinstance(v, Est) and v.why == ONE_SEED for v in result.gains.values()):
+    one_seed = [v.why == ONE_SEED for v in result.gains.values() if isinstance(v, Est)]
+    if one_seed and all(one_seed):
         out += ["One seed per arm: no interval anywhere (seed variance cannot be estimated "
                 "from one seed); the numbers below are point estimates only.", ""]
+    elif any(one_seed):
+        out += ["Series run with one seed have no interval (seed variance cannot be estimated "
+                "from one seed): point estimates only, marked so.", ""]
     out += ["## Answer", "", result.answer, ""]
     out += _secondary(result)
-    out += _completeness(result)
+    out += _completeness(result, cells)
     out += _gain_tables(result)
     out += _score_tables(result)
     out += _trend_section(result, figures)
@@ -164,6 +168,10 @@ def _secondary(result: Analysis) -> list[str]:
     return out + [""]
 
 
+def _short(condition: str) -> str:
+    return condition.removeprefix("xitt.inter.")
+
+
 def _design(cells) -> list[str]:
     """Which targets and seeds each condition ran, where that is not the full grid (a toy
     study runs extra seeds and conditions on a subset of targets to fit its time budget)."""
@@ -186,11 +194,16 @@ def _design(cells) -> list[str]:
             _table(["condition", "seed", "targets"], body), ""]
 
 
-def _completeness(result: Analysis) -> list[str]:
-    missing = [(k, v) for k, v in sorted(result.status.items()) if v is not None]
+def _completeness(result: Analysis, cells) -> list[str]:
+    # A (condition, target) that no size or seed has a cell for is outside the design (the
+    # Design line lists it), not missing.
+    designed = {(_short(c.condition), c.target) for c in cells}
+    missing = [(k, v) for k, v in sorted(result.status.items())
+               if v is not None and (k[1], k[2]) in designed]
     out = ["## Completeness", ""]
     if not missing:
-        return out + ["Every (size, condition, target) cell is done with every language.", ""]
+        return out + ["Every (size, condition, target) cell of the design is done with every "
+                      "language.", ""]
     out += [f"{len(missing)} (size, condition, target) entries are incomplete; every number "
             "that depends on one is marked **incomplete** (or n/a), never averaged over what "
             "is there:", ""]
