@@ -63,7 +63,7 @@ def ran(tmp_path_factory) -> dict[tuple[str, ...], subprocess.CompletedProcess]:
         ("eval.score", "--predictions", str(preds), "--labels", str(labels),
          "--allow_missing_languages"),
         ("study", "status", "gin/study/study_cpu.gin", "--study_dir", str(study_dir)),
-        ("tpu_scripts.cost", "gin/study/study_base.gin", "--mfu", "0.4")]
+        ("tpu_scripts.cost", "gin/study/study_mt5.gin", "--mfu", "0.4")]
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip(commands, pool.map(lambda c: run(*c), commands)))
 
