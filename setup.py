@@ -26,6 +26,10 @@ INSTALL_REQUIRES = [
     "safetensors==0.8.0",
     # The study report's PNG plots (Agg backend; no display needed).
     "matplotlib==3.11.2",
+    # python -m xitt_tasks.prepare: downloads with bounded retries and a progress bar.
+    "requests==2.34.2",
+    "urllib3==2.8.0",
+    "tqdm==4.70.1",
 ]
 
 EXTRAS = {
