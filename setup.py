@@ -51,7 +51,7 @@ setuptools.setup(
                                                "tpu_scripts.*", "benchmarks", "benchmarks.*",
                                                "xitt_common", "xitt_common.*"]),
     include_package_data=True,
-    package_data={"xitt_tasks": ["data/**/*", "vocab/*"], "study": ["data/*.tsv"]},
+    package_data={"xitt_tasks": ["data/**/*", "vocab/*"], "study": ["data/*.tsv", "data/*.json"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
 )
