@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -136,3 +136,36 @@ def require_databases(dbs: CellDatabases | None, runner: launch.Runner) -> CellD
         raise ValueError("a TPU executor that runs cells needs CellDatabases (the study's "
                          "database and where each cell's own lives)")
     return dbs
+
+
+class Placed:
+    """An executor that places each cell by its size (gcloud slices, SkyPilot clusters and
+    managed jobs alike)."""
+
+    placements: Mapping[str, Placement]
+
+    def placement_of(self, cell: CellLike) -> Placement:
+        if cell.size not in self.placements:
+            raise ValueError(f"cell {cell.cell_id}: no TPU placement for size {cell.size!r} "
+                             f"(have {sorted(self.placements)})")
+        return self.placements[cell.size]
+
+
+class SliceHolding(Placed):
+    """A worker that keeps one slice at a time (study.executors.SliceHolder): the slice type it
+    holds, each cell's, and its progress lines."""
+
+    placement: Placement | None
+    worker: int
+    runner: launch.Runner
+
+    @property
+    def holds(self) -> str | None:
+        return None if self.placement is None else self.placement.key
+
+    def slice_of(self, cell: CellLike) -> str:
+        return self.placement_of(cell).key
+
+    def _say(self, text: str) -> None:
+        print(f"# worker {self.worker}: {text}",
+              file=self.runner.out if self.runner.dry_run else sys.stderr, flush=True)

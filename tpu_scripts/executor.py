@@ -51,6 +51,7 @@ from tpu_scripts.cells import (
     CellLike,
     Outcome,
     Placement,
+    SliceHolding,
     node_name,
     remote_argv,
     require_databases,
@@ -59,7 +60,7 @@ from tpu_scripts.cells import (
 
 # ------------------------------------------------------------------------------ gcloud
 
-class GcloudExecutor:
+class GcloudExecutor(SliceHolding):
     """A worker holding one TPU slice at a time, booked, set up, watched and deleted with
     gcloud; cell after cell runs on it (study.executors.SliceHolder)."""
 
@@ -73,23 +74,6 @@ class GcloudExecutor:
         self.databases = require_databases(databases, runner)
         self.placement: Placement | None = None
         self.spec: gcloud.SliceSpec | None = None
-
-    def placement_of(self, cell: CellLike) -> Placement:
-        if cell.size not in self.placements:
-            raise ValueError(f"cell {cell.cell_id}: no TPU placement for size {cell.size!r} "
-                             f"(have {sorted(self.placements)})")
-        return self.placements[cell.size]
-
-    @property
-    def holds(self) -> str | None:
-        return None if self.placement is None else self.placement.key
-
-    def slice_of(self, cell: CellLike) -> str:
-        return self.placement_of(cell).key
-
-    def _say(self, text: str) -> None:
-        print(f"# worker {self.worker}: {text}",
-              file=self.runner.out if self.runner.dry_run else sys.stderr, flush=True)
 
     def _acquire(self, p: Placement) -> gcloud.SliceSpec:
         spec = gcloud.SliceSpec(worker_node_name(self.label, self.worker, p), p.slice,

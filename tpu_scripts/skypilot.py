@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -27,7 +26,9 @@ from tpu_scripts.cells import (
     CellDatabases,
     CellLike,
     Outcome,
+    Placed,
     Placement,
+    SliceHolding,
     node_name,
     remote_argv,
     require_databases,
@@ -97,7 +98,7 @@ def _failed(status: str) -> bool:
     return status.startswith("FAILED") or status == "CANCELLED"
 
 
-class _Sky:
+class _Sky(Placed):
     """What both executors share: placements, task files written atomically, the runner."""
 
     def __init__(self, placements: Mapping[str, Placement], task_dir: str | Path, *,
@@ -106,12 +107,6 @@ class _Sky:
         self.placements, self.task_dir = dict(placements), Path(task_dir)
         self.runner, self.poll_s, self.sleep = runner, poll_s, sleep
         self.databases = require_databases(databases, runner)
-
-    def placement_of(self, cell: CellLike) -> Placement:
-        if cell.size not in self.placements:
-            raise ValueError(f"cell {cell.cell_id}: no TPU placement for size {cell.size!r} "
-                             f"(have {sorted(self.placements)})")
-        return self.placements[cell.size]
 
     def command(self, cell: CellLike) -> Sequence[str]:
         return cell.command if self.databases is None else self.databases.command(cell)
@@ -176,7 +171,7 @@ class SkyPilotExecutor(_Sky):
         pass
 
 
-class SkyClusterExecutor(_Sky):
+class SkyClusterExecutor(SliceHolding, _Sky):
     """A worker holding one SkyPilot cluster (a TPU slice) at a time; cell after cell runs on
     it with `sky exec` (study.executors.SliceHolder)."""
 
@@ -189,17 +184,6 @@ class SkyClusterExecutor(_Sky):
         self.worker, self.label = worker, label
         self.placement: Placement | None = None
         self.cluster: str | None = None
-
-    @property
-    def holds(self) -> str | None:
-        return None if self.placement is None else self.placement.key
-
-    def slice_of(self, cell: CellLike) -> str:
-        return self.placement_of(cell).key
-
-    def _say(self, text: str) -> None:
-        print(f"# worker {self.worker}: {text}",
-              file=self.runner.out if self.runner.dry_run else sys.stderr, flush=True)
 
     def _launch(self, p: Placement, cluster: str) -> None:
         """Provision (waiting for capacity) and set up; reuses the cluster when it is UP."""
