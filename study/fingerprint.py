@@ -31,7 +31,7 @@ from typing import Any
 
 from study.experiment import REPO_ROOT, Experiment
 
-CODE_VERSION = 1
+CODE_VERSION = 2  # 2: shuffled reads key epoch e by (seed, e) (a saved counter)
 # The environment a cell's data comes from, with what an unset variable means.
 ENV_SETTINGS = {"XITT_DATA_DIR": "(the shipped sample)", "XITT_VOCAB": "cpu",
                 "XITT_SOURCE": "files"}

@@ -13,7 +13,8 @@ Here: the same host sharding (the files seqio would give this host, or every fil
 stride of the permutation when there are fewer files than hosts), but the host's cached,
 already tokenized examples are loaded into memory as columns and drawn in a full per-epoch
 permutation (`xitt_common.columns.permuted_indices`: `index_shuffle` keyed by the seed and an
-epoch key, stateless). The post-cache preprocessors, validation and trimming are seqio's own:
+epoch number, stateless; the copy is a `SelfRepeatingTask`, so the epoch number is a counter in
+the saved iterator state). The post-cache preprocessors, validation and trimming are seqio's own:
 each task is read through an unregistered copy of it whose source is these columns and whose
 pre-cache steps are identities (so seqio hands the post-cache steps the same seeds), and a
 mixture through a copy with the original's rates and sampling. Unshuffled cached reads do not
@@ -32,7 +33,7 @@ import seqio
 import tensorflow as tf
 from seqio import dataset_providers
 
-from xitt_common.columns import Column, column_dataset
+from xitt_common.columns import Column, SelfRepeatingTask, column_dataset
 
 # Examples parsed per tf.data batch while loading a host's cache files into columns.
 _LOAD_BATCH = 4096
@@ -131,6 +132,10 @@ class CachedColumnsSource(seqio.DataSource):
     def supports_arbitrary_sharding(self) -> bool:
         return True  # every ShardInfo comes here: host_columns applies seqio's file rule
 
+    @property
+    def repeats_shuffled_epochs(self) -> bool:
+        return True  # column_dataset, under SelfRepeatingTask
+
     def list_shards(self, split: str) -> Sequence[str]:
         return host_cache_files(self._task, split, None)[0]
 
@@ -153,7 +158,7 @@ def _shuffled_task(task: seqio.Task) -> seqio.Task:
     steps = list(task.preprocessors)
     cut = next(i for i, p in enumerate(steps) if isinstance(p, seqio.CacheDatasetPlaceholder))
     steps = [_already_cached] * cut + [seqio.CacheDatasetPlaceholder()] + steps[cut + 1:]
-    return seqio.Task(task.name, source=CachedColumnsSource(task),
+    return SelfRepeatingTask(task.name, source=CachedColumnsSource(task),
                       output_features=task.output_features, preprocessors=steps,
                       postprocess_fn=task.postprocessor, shuffle_buffer_size=None)
 

@@ -17,6 +17,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from xitt_common.columns import SelfRepeatingTask
+
 from xitt_tasks.metrics import classification, qa_spans
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")
@@ -296,7 +298,8 @@ def add_task(name: str, source: seqio.DataSource, fmt_name: str, *,
     return seqio.TaskRegistry.add(
         name, source=source, output_features=output_features(),
         preprocessors=task_preprocessors(fmt_name, rank=rank),
-        postprocess_fn=postprocess_fn, metric_fns=list(metric_fns))
+        postprocess_fn=postprocess_fn, metric_fns=list(metric_fns),
+        task_cls=SelfRepeatingTask)
 
 
 def add_choice_tasks(name: str, source: seqio.DataSource, fmt_name: str) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 import seqio
 import tensorflow as tf
 
-from xitt_common.columns import column_dataset
+from xitt_common.columns import FOREVER, SelfRepeatingTask, column_dataset
 from xitt_tasks import formats, intermediate, sources, span_corruption
 
 TASK = "xitt.mc4"
@@ -73,6 +73,10 @@ class Mc4Source(seqio.DataSource):
 
     def list_shards(self, split: str) -> list[str]:
         return [split]
+
+    @property
+    def repeats_shuffled_epochs(self) -> bool:
+        return self.resolved_kind() != "tfds"
 
     def resolved_kind(self) -> str:
         return self.kind or sources.source_kind()
@@ -127,9 +131,13 @@ class Mc4Source(seqio.DataSource):
         if self.resolved_kind() == "tfds":
             ds = _tfds_source(lang).get_dataset(split, shuffle=shuffle, seed=seed,
                                                 shard_info=shard_info)
-            return ds.map(lambda ex: {"text": ex["text"]})
-        texts = _read_texts(_key(self._files()[(lang, split)]))
-        return column_dataset({"text": texts}, shuffle, seed, shard_info)
+            ds = ds.map(lambda ex: {"text": ex["text"]})
+            return ds.repeat() if split == "train" else ds
+        texts = {"text": _read_texts(_key(self._files()[(lang, split)]))}
+        if split == "train" and shuffle:  # repeats itself, epochs keyed by a saved counter
+            return column_dataset(texts, shuffle, seed, shard_info, FOREVER)
+        ds = column_dataset(texts, shuffle, seed, shard_info)
+        return ds.repeat() if split == "train" else ds
 
     def get_dataset(self, split: str = "train", shuffle: bool = True, seed: int | None = None,
                     shard_info: seqio.ShardInfo | None = None, *, sequence_length=None,
@@ -144,7 +152,7 @@ class Mc4Source(seqio.DataSource):
         datasets = []
         for i, lang in enumerate(weights):
             ds = self._language(lang, split, shuffle, None if seed is None else seed + i, shard)
-            datasets.append(ds.repeat() if split == "train" else ds)
+            datasets.append(ds)
         sample_seed = seed if seed is not None else (None if shuffle else 42)
         return tf.data.Dataset.sample_from_datasets(
             datasets, list(weights.values()), seed=sample_seed, stop_on_empty_dataset=False)
@@ -203,7 +211,7 @@ def register(share: float = MLM_SHARE) -> None:
                        seqio.preprocessors.tokenize, seqio.CacheDatasetPlaceholder(),
                        span_corruption.span_corruption,
                        seqio.preprocessors.append_eos_after_trim],
-        metric_fns=[])
+        metric_fns=[], task_cls=SelfRepeatingTask)
     for name in (*intermediate.INTERMEDIATE_TASKS, "multitask"):
         mixture = mlm_mixture_name(name)
         seqio.MixtureRegistry.remove(mixture)

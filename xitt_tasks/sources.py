@@ -102,6 +102,12 @@ class XittSource(seqio.DataSource):
     def supports_arbitrary_sharding(self) -> bool:
         return False
 
+    @property
+    def repeats_shuffled_epochs(self) -> bool:
+        """Files are read by `column_dataset`, which repeats a shuffled read itself under
+        `SelfRepeatingTask`; TFDS reads are repeated by seqio."""
+        return self.resolved_kind() == "files"
+
     def list_shards(self, split: str) -> Sequence[str]:
         return [split]
 
