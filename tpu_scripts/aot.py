@@ -21,7 +21,7 @@ import re
 from typing import Any
 
 from tpu_scripts import topology
-from tpu_scripts.configs import TRAIN_TARGET_LENGTHS, TpuConfig
+from tpu_scripts.configs import PHASES, TRAIN_TARGET_LENGTHS, TpuConfig, train_batch
 
 _STACK_FLAG = "--fibers_default_thread_stack_size=8388608"  # XXL compiles overflow otherwise
 
@@ -191,7 +191,9 @@ def lower_phase(cfg: TpuConfig, phase: str, model_config: Any, devices: list[Any
     from train import dual_encoder, models, optimizer, schedules, steps
 
 
-    micro = cfg.num_microbatches if num_microbatches is None else num_microbatches
+    batch_size, micro = (train_batch(cfg, phase) if phase in TRAIN_TARGET_LENGTHS
+                         else (cfg.batch_size, cfg.num_microbatches))
+    micro = micro if num_microbatches is None else num_microbatches
     if phase in TRAIN_TARGET_LENGTHS or phase == "retrieval_train":
         mesh = train_mesh(cfg, devices)
         rules = steps.rules_for(cfg.parameter_partitioning, cfg.activation_partitioning_dims)
@@ -216,7 +218,7 @@ def lower_phase(cfg: TpuConfig, phase: str, model_config: Any, devices: list[Any
                      "right_encoder_input_tokens": _sds((cfg.retrieval_batch_size, c),
                                                         jnp.int32, data)}
         else:
-            batch = _encdec_batch(cfg.batch_size, cfg.input_length, TRAIN_TARGET_LENGTHS[phase],
+            batch = _encdec_batch(batch_size, cfg.input_length, TRAIN_TARGET_LENGTHS[phase],
                                   data, packed=True)
         import jax.numpy as jnp
 
@@ -249,8 +251,7 @@ def lower_phase(cfg: TpuConfig, phase: str, model_config: Any, devices: list[Any
         fn = steps.jit_embed_step(model, mesh, rules, shardings)
         tokens = _sds((cfg.embed_batch_size, cfg.retrieval_lengths[1]), jnp.int32, data)
         return fn.lower(params, tokens)
-    raise ValueError(f"phase {phase!r}: expected one of train_cls, train_qa, decode, score, "
-                     "retrieval_train, embed_candidates")
+    raise ValueError(f"phase {phase!r}: expected one of {', '.join(PHASES)}")
 
 
 def jax_tree_sds(shapes: Any, shardings: Any) -> Any:
@@ -300,7 +301,7 @@ def analytic_flops(cfg: TpuConfig, phase: str) -> tuple[float, float]:
 
     mc = cfg.model_config
     if phase in TRAIN_TARGET_LENGTHS:
-        fwd = flops.forward_flops(mc, cfg.batch_size, cfg.input_length,
+        fwd = flops.forward_flops(mc, train_batch(cfg, phase)[0], cfg.input_length,
                                   TRAIN_TARGET_LENGTHS[phase])
         model = flops.TRAIN_MULTIPLIER * fwd.total
         recompute = fwd.encoder + fwd.decoder if mc.remat_policy == "full" else 0.0

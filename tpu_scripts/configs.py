@@ -17,9 +17,16 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TPU_GIN_DIR = REPO_ROOT / "gin" / "tpu"
 
-# mT5 recipe lengths (mt5.md): 1024 inputs; targets 128 (classification), 512 (QA, tagging).
-PHASES = ("train_cls", "train_qa", "decode", "score", "retrieval_train", "embed_candidates")
-TRAIN_TARGET_LENGTHS = {"train_cls": 128, "train_qa": 512}
+# Training phases: tokens per step, relative to the config's BATCH_SIZE x input length (2^17 in
+# every shipped config), and target length, as the mT5 fine-tuning script's tasks
+# (docs/protocol.md): 2^17 tokens at 1024/128 (classification) and 1024/512 (QA, tagging),
+# XNLI's 2^20 at 1024/128, NER's 2^16 at 1024/1024. Mesh TF's rule: sequences per step = tokens
+# / the longest length; a phase with more sequences than the config accumulates
+# proportionally more microbatches (train.settings.scaled_microbatches).
+TRAIN_PHASES = {"train_cls": (1.0, 128), "train_xnli": (8.0, 128),
+                "train_qa": (1.0, 512), "train_ner": (0.5, 1024)}
+TRAIN_TARGET_LENGTHS = {p: t for p, (_, t) in TRAIN_PHASES.items()}
+PHASES = (*TRAIN_PHASES, "decode", "score", "retrieval_train", "embed_candidates")
 MEWSLIX_CANDIDATES = 1_003_893
 
 
@@ -53,6 +60,15 @@ class TpuConfig:
         if self.model_parallel_submesh is not None:
             return f"submesh {'x'.join(map(str, self.model_parallel_submesh))}"
         return f"{self.num_partitions or 1}-way model"
+
+
+def train_batch(cfg: TpuConfig, phase: str) -> tuple[int, int]:
+    """(sequences per step, microbatches) of a training phase on `cfg`'s slice."""
+    from train.settings import scaled_microbatches
+
+    ratio, targets = TRAIN_PHASES[phase]
+    batch = int(ratio * cfg.batch_size * cfg.input_length) // max(cfg.input_length, targets)
+    return batch, scaled_microbatches(cfg.num_microbatches, cfg.batch_size, batch)
 
 
 def gin_files(path: str | Path) -> list[str]:

@@ -135,9 +135,9 @@ def code_version() -> str:
 
 def phase_batch_text(cfg: configs.TpuConfig, phase: str) -> str:
     if phase in configs.TRAIN_TARGET_LENGTHS:
-        return (f"batch {cfg.batch_size}, {cfg.input_length}/"
-                f"{configs.TRAIN_TARGET_LENGTHS[phase]}, {cfg.num_microbatches} microbatch"
-                f"{'es' if cfg.num_microbatches > 1 else ''}")
+        batch, micro = configs.train_batch(cfg, phase)
+        return (f"batch {batch}, {cfg.input_length}/{configs.TRAIN_TARGET_LENGTHS[phase]}, "
+                f"{micro} microbatch{'es' if micro > 1 else ''}")
     if phase == "decode":
         return f"greedy, batch {cfg.infer_batch_size}, {cfg.input_length}/{cfg.decode_length}"
     if phase == "score":
@@ -231,7 +231,8 @@ def _measure_flops(cfg: configs.TpuConfig, phase: str, devices: list[Any],
         return model, hardware, "analytic (train.flops matmul count)"
     model = aot.extrapolated_flops(cfg, phase, devices, "none")
     hardware = model
-    if phase in ("train_cls", "train_qa", "retrieval_train") and mc.remat_policy != "none":
+    if (phase in configs.TRAIN_PHASES or phase == "retrieval_train") and \
+            mc.remat_policy != "none":
         hardware = aot.extrapolated_flops(cfg, phase, devices, mc.remat_policy)
     return model, hardware, f"compiled 1-/2-layer unscanned variants on {cfg.slice_name}"
 

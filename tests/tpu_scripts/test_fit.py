@@ -87,6 +87,13 @@ def test_every_shipped_config_parses_and_divides_its_slice():
         assert cfg.infer_batch_size % (s.num_chips // cfg.infer_num_partitions) == 0, path
         assert cfg.model_config.remat_policy == "full" and cfg.model_config.scan_layers
         assert (cfg.batch_size * cfg.input_length) == 2**17
+        # the mT5 script's tokens per step: XNLI 2^20 (8x the config's batch, 8x its
+        # microbatches: the same microbatch), NER 2^16 at 1024/1024 (64 sequences)
+        assert configs.train_batch(cfg, "train_xnli") == (1024, 8 * cfg.num_microbatches)
+        ner, ner_micro = configs.train_batch(cfg, "train_ner")
+        assert ner == 64 and ner % ner_micro == 0 and ner // ner_micro <= 128 // \
+            cfg.num_microbatches
+        assert ner % (s.num_chips // model) == 0 or ner_micro == 1, path
 
 
 def test_shipped_model_defaults_are_fixed():
