@@ -10,6 +10,7 @@
   python -m study simulate [--studies N] [--true_slope B] [--seeds R] [--json]
   python -m study simulate --fit_power SIMULATE.json [...]
   python -m study plan EXPERIMENT.gin --detect_slope -1.0 --power 0.8 [--sizes a,b,...]
+  python -m study budget EXPERIMENT.gin [--estimate TOKENS_PER_EXAMPLE]
 
 `--study_dir` defaults to `study_runs/<experiment name>`; it holds the results database
 (results.sqlite), one model directory per cell (models/<cell id>/, with cell.log), the JAX
@@ -112,6 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_plan.add_argument("--mfu", type=float, default=0.4)
     p_plan.add_argument("--eval_mfu", type=float, default=0.1)
     p_plan.add_argument("--generation", default="v5e")
+    p_budget = sub.add_parser("budget", help="the published epochs as packed steps on the data "
+                              "read now (exit 1 where the experiment file differs)")
+    p_budget.add_argument("experiment")
+    p_budget.add_argument("--estimate", type=float, metavar="T",
+                          help="no data: the published training-set sizes at T input tokens "
+                          "per example")
     p_worker = sub.add_parser("worker", help=argparse.SUPPRESS)
     p_worker.add_argument("experiment")
     p_worker.add_argument("--study_dir", required=True)
@@ -162,11 +169,35 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _budget(args: argparse.Namespace) -> int:
+    from study import budget, experiment
+
+    exp = experiment.load(args.experiment, check_files=False)
+    if not budget.phases(exp):
+        print(f"{args.experiment}: no phase declares a budget in epochs (`epochs`)")
+        return 0
+    if args.estimate is not None:
+        counted = budget.estimate(exp, args.estimate)
+        print(f"estimate: published training-set sizes, {args.estimate:g} input tokens per "
+              "example (phases without a published size are left out)")
+    else:
+        counted = budget.measure(exp, progress=lambda line: print(line, file=sys.stderr))
+        print("measured on the data read now (XITT_DATA_DIR, XITT_VOCAB, XITT_SOURCE)")
+    rows = budget.budgets(exp, counted)
+    print(budget.table(rows))
+    wrong = [r for r in rows if not r.agrees]
+    if wrong:
+        print(f"set in {args.experiment}: {budget.fix_lines(wrong)}")
+    return 1 if wrong else 0
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     from study import experiment, grid
 
     if args.command in ("simulate", "plan"):
         return _simulate(args) if args.command == "simulate" else _plan(args)
+    if args.command == "budget":
+        return _budget(args)
 
     if args.command == "report":
         from study import report

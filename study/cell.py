@@ -88,6 +88,28 @@ def _has_split(name: str, split: str) -> bool:
     return split in seqio.get_mixture_or_task(name).splits
 
 
+def _microbatches(exp: Experiment, cell: grid.Cell, batch_size: int) -> list[str]:
+    """NUM_MICROBATCHES for the cell's batch: the size's files configure BATCH_SIZE in
+    NUM_MICROBATCHES for one slice; a phase with more sequences (XNLI's 2^20 tokens) accumulates
+    proportionally more (`scaled_microbatches`). Nothing where the files define no such macro."""
+    import gin
+
+    from train import gin_utils
+    from train.settings import scaled_microbatches
+
+    size = exp.size(cell.size)
+    gin_utils.parse([size.model_gin, *exp.run_gin_files, *size.gin_files], exp.gin_bindings,
+                    search_paths=(str(REPO_ROOT), "."))
+    try:
+        base_micro = gin.query_parameter("%NUM_MICROBATCHES")
+        base_batch = gin.query_parameter("%BATCH_SIZE")
+    except ValueError:
+        return []
+    finally:
+        gin.clear_config()
+    return [f"NUM_MICROBATCHES = {scaled_microbatches(base_micro, base_batch, batch_size)}"]
+
+
 def _gin_parse(exp: Experiment, cell: grid.Cell, bindings: list[str]) -> Any:
     """Parse model + run files + bindings; returns the model config (MT5Config)."""
     from train import gin_utils
@@ -124,17 +146,16 @@ def train_cell(exp: Experiment, cell: grid.Cell, cells: Mapping[str, grid.Cell]
     init = _start_checkpoint(exp, cell, cells)
     opt_state = (exp.optimizer_state_between_phases if cell.init_from is not None
                  else exp.optimizer_state_from_pretrained)
-    lengths = exp.train_length(
-        cell.target if cell.kind != "intermediate" else cell.condition.split(".")[-1])
-    if cell.kind == "stage":
-        lengths = exp.train_length("xcopa_siqa")
+    key = grid.phase_key(cell)
+    lengths, batch_size = exp.train_length(key), exp.batch_size(key)
     bindings = [f"MODEL_DIR = {cell.model_dir!r}",
                 f"MIXTURE_OR_TASK_NAME = {cell.train_task!r}",
                 f"MIXTURE_OR_TASK_MODULE = {TASK_MODULE!r}", f"TRAIN_STEPS = {cell.train_steps}",
                 f"TASK_FEATURE_LENGTHS = {lengths.as_dict()!r}",
-                f"BATCH_SIZE = {exp.batch_size}", f"INITIAL_CHECKPOINT_PATH = {init!r}",
+                f"BATCH_SIZE = {batch_size}", f"INITIAL_CHECKPOINT_PATH = {init!r}",
                 f"INIT_OPTIMIZER_STATE = {opt_state!r}", f"SEED = {cell.seed}",
-                f"SAVE_EVERY = {exp.save_every}", f"KEEP_CHECKPOINTS = {exp.keep_checkpoints}"]
+                f"SAVE_EVERY = {exp.save_every}", f"KEEP_CHECKPOINTS = {exp.keep_checkpoints}",
+                *_microbatches(exp, cell, batch_size)]
     config = _gin_parse(exp, cell, bindings)
     # Model selection: validation loss on English dev (the training task's validation split),
     # on every language's dev (the target's all_langs mixture), or the last checkpoint.
@@ -212,7 +233,7 @@ def _target_settings(exp: Experiment, cell: grid.Cell) -> Any:
     return eval_targets.TargetSettings(
         feature_lengths=exp.eval_length(cell.target).as_dict(), batch_size=exp.eval_batch_size,
         max_examples=exp.eval_max_examples,
-        retrieval_layer=exp.retrieval_layer if cell.kind == "embedding" else None,
+        retrieval_layer=exp.retrieval_layer_for(cell.size) if cell.kind == "embedding" else None,
         retrieval_pooling=exp.retrieval_pooling)
 
 
@@ -361,7 +382,8 @@ def _run(exp: Experiment, cell: grid.Cell, cells: Mapping[str, grid.Cell], db: A
         return results, per_example, {
             "checkpoint_path": checkpoint, "checkpoint_step": step, "gin_config": operative,
             "selection_protocol": "encoder of " + (cell.init_from or "the initial checkpoint"),
-            "retrieval_layer": exp.retrieval_layer, "retrieval_pooling": exp.retrieval_pooling,
+            "retrieval_layer": exp.retrieval_layer_for(cell.size),
+            "retrieval_pooling": exp.retrieval_pooling,
             "params_count": _num_params(config)}
     t0 = time.monotonic()
     trained = train_cell(exp, cell, cells)

@@ -9,7 +9,12 @@ file, the field, the value and the valid choices.
 
 Steps: each phase states its length in steps; as in t5x the trainer's TRAIN_STEPS is absolute,
 so a phase that starts from a checkpoint at step s trains to s + its steps (`pretrained_step`
-is the step of the released checkpoints, 1,000,000 for mT5; 0 for a random toy init).
+is the step of the released checkpoints, 1,000,000 for mT5; 0 for a random toy init). A phase
+whose published budget is in epochs also declares them (`epochs`); `python -m study budget`
+converts them into packed steps on the data the study reads (study/budget.py).
+
+Batches are in tokens per phase (`batch_tokens`), as the mT5 fine-tuning script states them:
+sequences per step = tokens / the phase's longest length (Mesh TF's rule).
 """
 from __future__ import annotations
 
@@ -37,13 +42,38 @@ CONDITIONS = (BASELINE, *(INTER_PREFIX + t for t in INTERMEDIATE_TASKS), INTER_P
 SELECTIONS = ("en_dev", "all_dev", "last")
 OPTIMIZER_STATES = ("restore", "reset")
 XCOPA_RECIPES = ("siqa_copa", "copa")
-TATOEBA_ENCODERS = ("squad_v1", "pretrained")
+# Tatoeba's two published variants (docs/protocol.md section 5): XTREME-R embeds with the
+# SQuAD-trained encoder (this study's XQuAD cell); X-STILTs embeds with the intermediate-trained
+# encoder itself, no target training (for the baseline: the pretrained model).
+TATOEBA_ENCODERS = ("xtreme_r", "x_stilts")
 POOLINGS = ("mean", "first")
 EVAL_SPLITS = ("validation", "test")
 DUAL_ENCODER_TARGETS = ("mewslix", "lareqa")
 TRAINED_TARGETS = tuple(t for t in TARGETS if t != "tatoeba")
-# Targets released with one evaluation set only (it is their `test` split).
-SINGLE_SET_TARGETS = ("xquad", "lareqa", "tatoeba")
+# Targets released with one evaluation set only, whatever `eval_split` says: XQuAD, XQuAD-R
+# and Tatoeba as their `test` split; TyDiQA-GoldP as its dev set (TyDi's test set is hidden, so
+# GoldP dev is what XTREME and XTREME-R report; with no English dev set either, its cells are
+# never selected on it: the last checkpoint, docs/protocol.md section 4).
+SINGLE_SET_TARGETS = {"xquad": "test", "lareqa": "test", "tatoeba": "test",
+                      "tydiqa": "validation"}
+# How each target's checkpoint is chosen and what is reported, for the report (the cell records
+# what it did: `selection_protocol`).
+SPLIT_RULES = {
+    "xnli": ("XNLI English dev (XNLI 1.0 dev-en, from the files or TFDS alike)",
+             "XNLI test, 15 languages"),
+    "xcopa": ("COPA validation (English)", "XCOPA test, 11 languages"),
+    "udpos": ("UD English dev", "UD test sets (labelled originals)"),
+    "wikiann": ("WikiANN English dev", "WikiANN test sets (labelled originals)"),
+    "xquad": ("SQuAD v1.1 dev (the source of XQuAD's English paragraphs)",
+              "XQuAD, its only set"),
+    "mlqa": ("SQuAD v1.1 dev", "MLQA test"),
+    "tydiqa": ("none: the last checkpoint (no English dev set; GoldP dev is reported)",
+               "TyDiQA-GoldP dev, its only labelled set"),
+    "mewslix": ("English Wikipedia pairs dev", "WikiNews mentions of the chosen split"),
+    "lareqa": ("in-batch retrieval accuracy on English SQuAD dev pairs", "XQuAD-R, its only set"),
+    "tatoeba": ("none: no training (the encoder of the XQuAD cell or of the condition)",
+                "Tatoeba, its only set (x -> en)"),
+}
 
 
 # What the primary endpoint measures (study.analysis computes it):
@@ -110,23 +140,23 @@ class Experiment:
     languages: Mapping[str, tuple[str, ...]]   # target -> evaluated languages
     seeds: tuple[int, ...]
     pretrained_step: int
-    intermediate_steps: int
+    intermediate_steps: Mapping[str, int]  # 'default' or an intermediate task -> steps
     target_steps: Mapping[str, int]      # trained target -> steps of its (last) phase
     xcopa_siqa_steps: int
     xcopa_recipe: str
-    tatoeba_encoder: str
+    tatoeba_encoders: tuple[str, ...]    # TATOEBA_ENCODERS run, the first is the scored one
     optimizer_state_between_phases: str
     optimizer_state_from_pretrained: str
     selection: str
     run_gin_files: tuple[str, ...]
     gin_bindings: tuple[str, ...]
-    batch_size: int
+    batch_tokens: Mapping[str, int]      # 'default' or a train_lengths key -> tokens per step
     train_lengths: Mapping[str, Lengths]  # 'default', an intermediate task or a target
     eval_lengths: Mapping[str, Lengths]
     eval_batch_size: int
     eval_split: str
     eval_max_examples: int | None
-    retrieval_layer: int | None
+    retrieval_layer: Mapping[str, int | None]  # size -> layer (None: the final, normed one)
     retrieval_pooling: str
     save_every: int
     keep_checkpoints: int
@@ -137,21 +167,41 @@ class Experiment:
     # more conditions within its time budget; the primary endpoint's condition and the
     # baseline always run on every target.
     condition_targets: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    # phase key ('intermediate', an intermediate task, 'xcopa_siqa', a target) -> the published
+    # budget in epochs that its steps stand for (checked by `python -m study budget`)
+    epochs: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     def size(self, name: str) -> Size:
         return next(s for s in self.sizes if s.name == name)
 
     def train_length(self, key: str) -> Lengths:
         """Lengths of `key`; an alternative ('squad_v1_mlm') falls back to its task's."""
-        base = key.removesuffix("_mlm").removesuffix("_translate_train")
         return self.train_lengths.get(key) or self.train_lengths.get(
-            base, self.train_lengths["default"])
+            alternative_base(key), self.train_lengths["default"])
+
+    def batch_size(self, key: str) -> int:
+        """Sequences (dual encoders: pairs) per step of phase `key`: its tokens per step over
+        its longest length."""
+        tokens = self.batch_tokens.get(key) or self.batch_tokens.get(
+            alternative_base(key), self.batch_tokens["default"])
+        lengths = self.train_length(key)
+        return max(1, tokens // max(lengths.inputs, lengths.targets))
+
+    def intermediate_steps_for(self, condition: str) -> int:
+        """Steps of an intermediate condition; an alternative trains as long as its task
+        (equal compute: docs/protocol.md)."""
+        task = alternative_base(condition_short(condition))
+        steps = self.intermediate_steps
+        return steps[task] if task in steps else steps["default"]
+
+    def retrieval_layer_for(self, size: str) -> int | None:
+        return self.retrieval_layer.get(size)
 
     def eval_length(self, target: str) -> Lengths:
         return self.eval_lengths.get(target, self.eval_lengths["default"])
 
     def split_for(self, target: str) -> str:
-        return "test" if target in SINGLE_SET_TARGETS else self.eval_split
+        return SINGLE_SET_TARGETS.get(target, self.eval_split)
 
     def conditions_for(self, seed: int) -> tuple[str, ...]:
         if self.replicate_only is None or seed == self.seeds[0]:
@@ -183,6 +233,11 @@ def select_sizes(exp: Experiment, names: str | Sequence[str] | None) -> Experime
     return dataclasses.replace(exp, sizes=tuple(s for s in exp.sizes if s.name in wanted))
 
 
+def alternative_base(key: str) -> str:
+    """'mnli_mlm', 'mnli_translate_train' -> 'mnli'; anything else unchanged."""
+    return key.removesuffix("_mlm").removesuffix("_translate_train")
+
+
 def condition_short(condition: str) -> str:
     """'xitt.inter.mnli' -> 'mnli'; 'baseline' stays."""
     return condition[len(INTER_PREFIX):] if condition.startswith(INTER_PREFIX) else condition
@@ -191,8 +246,16 @@ def condition_short(condition: str) -> str:
 # ------------------------------------------------------------------------------ parsing
 
 _REQUIRED = ("name", "sizes", "conditions", "targets", "seeds", "intermediate_steps",
-             "target_steps", "run_gin_files", "batch_size", "train_lengths", "eval_lengths",
+             "target_steps", "run_gin_files", "batch_tokens", "train_lengths", "eval_lengths",
              "primary_endpoint")
+# Fields renamed since earlier experiment files: the one-line hint their error gives.
+_RENAMED = {
+    "batch_size": "replaced by batch_tokens, tokens per step per phase (sequences = tokens / "
+                  "the longest length): batch_size = 128 at 1024 tokens is batch_tokens = "
+                  "{'default': 131072}",
+    "tatoeba_encoder": "replaced by tatoeba_encoders, a list of 'xtreme_r' (was 'squad_v1') "
+                       "and 'x_stilts' (was 'pretrained')",
+}
 
 
 def load(path: str | Path, *, check_files: bool = True) -> Experiment:
@@ -291,6 +354,8 @@ def from_fields(fields: Mapping[str, Any], *, path: str = "<experiment>", sha256
     known = (set(_REQUIRED) | {f.name for f in dataclasses.fields(Experiment)} | {
         "initial_checkpoints", "size_gin_files", "languages"}) - {"path", "sha256"}
     for key in fields:
+        if key in _RENAMED:
+            raise ExperimentError(f"{path}: experiment.study.{key} is {_RENAMED[key]}")
         if key not in known:
             raise ExperimentError(f"{path}: unknown field experiment.study.{key}; expected one "
                                   f"of {', '.join(sorted(known))}")
@@ -367,15 +432,31 @@ def from_fields(fields: Mapping[str, Any], *, path: str = "<experiment>", sha256
             if t not in target_steps:
                 c.fail("target_steps", dict(target_steps), f"expected an entry for {t!r}")
             c.pos_int(f"target_steps[{t!r}]", target_steps[t])
-    tatoeba_encoder = c.choice("tatoeba_encoder", c.get("tatoeba_encoder", "squad_v1"),
-                               TATOEBA_ENCODERS)
-    if "tatoeba" in targets and tatoeba_encoder == "squad_v1" and "xquad" not in targets:
-        c.fail("tatoeba_encoder", tatoeba_encoder, "the SQuAD-v1.1-trained encoder is the "
-               "XQuAD target's model: add 'xquad' to targets or use 'pretrained'")
+    encoders = c.str_list("tatoeba_encoders", c.get("tatoeba_encoders", ["xtreme_r"]))
+    for enc in encoders:
+        c.choice("tatoeba_encoders", enc, TATOEBA_ENCODERS)
+    if not encoders:
+        c.fail("tatoeba_encoders", [], f"expected some of {', '.join(TATOEBA_ENCODERS)}")
+    tatoeba_encoder = "xtreme_r" if "xtreme_r" in encoders else "x_stilts"
+    if "tatoeba" in targets and "xtreme_r" in encoders and "xquad" not in targets:
+        c.fail("tatoeba_encoders", list(encoders), "XTREME-R's variant embeds with the "
+               "SQuAD-v1.1-trained encoder, the XQuAD target's model: add 'xquad' to targets "
+               "or use ['x_stilts']")
 
-    retrieval_layer = c.get("retrieval_layer", None)
-    if retrieval_layer is not None:
-        c.pos_int("retrieval_layer", retrieval_layer, zero=True)
+    raw_layer = c.get("retrieval_layer", None)
+    if isinstance(raw_layer, Mapping):
+        # a size of the grid, or one an overlay may have dropped (gin/models/mt5_<size>.gin)
+        known_sizes = sorted({*raw_sizes, *(p.stem[4:] for p in
+                                            (REPO_ROOT / "gin" / "models").glob("mt5_*.gin"))})
+        for key, layer in raw_layer.items():
+            c.choice("retrieval_layer key", key, known_sizes)
+            if layer is not None:
+                c.pos_int(f"retrieval_layer[{key!r}]", layer, zero=True)
+        retrieval_layer = {s: raw_layer.get(s) for s in raw_sizes}
+    else:
+        if raw_layer is not None:
+            c.pos_int("retrieval_layer", raw_layer, zero=True)
+        retrieval_layer = {s: raw_layer for s in raw_sizes}
     train_keys = ("default", *INTERMEDIATE_TASKS, MULTITASK, *ALTERNATIVES, *TARGETS,
                   "xcopa_siqa")
     max_examples = c.get("eval_max_examples", None)
@@ -389,12 +470,12 @@ def from_fields(fields: Mapping[str, Any], *, path: str = "<experiment>", sha256
         path=path, sha256=sha256, name=name, toy=toy, sizes=tuple(sizes),
         conditions=conditions, targets=targets, languages=langs, seeds=seeds,
         pretrained_step=c.pos_int("pretrained_step", c.get("pretrained_step", 0), zero=True),
-        intermediate_steps=c.pos_int("intermediate_steps", c.get("intermediate_steps")),
+        intermediate_steps=_intermediate_steps(c),
         target_steps={t: int(v) for t, v in target_steps.items() if t in targets},
         xcopa_siqa_steps=c.pos_int("xcopa_siqa_steps", c.get("xcopa_siqa_steps", 1)),
         xcopa_recipe=c.choice("xcopa_recipe", c.get("xcopa_recipe", "siqa_copa"),
                               XCOPA_RECIPES),
-        tatoeba_encoder=tatoeba_encoder,
+        tatoeba_encoders=encoders,
         optimizer_state_between_phases=c.choice(
             "optimizer_state_between_phases",
             c.get("optimizer_state_between_phases", "restore"), OPTIMIZER_STATES),
@@ -405,7 +486,7 @@ def from_fields(fields: Mapping[str, Any], *, path: str = "<experiment>", sha256
         run_gin_files=tuple(c.file("run_gin_files", f, check_files)
                             for f in c.str_list("run_gin_files", c.get("run_gin_files"))),
         gin_bindings=bindings,
-        batch_size=c.pos_int("batch_size", c.get("batch_size")),
+        batch_tokens=_batch_tokens(c, train_keys),
         train_lengths=c.lengths("train_lengths", c.get("train_lengths"), train_keys),
         eval_lengths=c.lengths("eval_lengths", c.get("eval_lengths"), ("default", *TARGETS)),
         eval_batch_size=c.pos_int("eval_batch_size", c.get("eval_batch_size", 32)),
@@ -420,7 +501,39 @@ def from_fields(fields: Mapping[str, Any], *, path: str = "<experiment>", sha256
         primary_endpoint=endpoint,
         replicate_only=_replicate_only(c, conditions, targets, endpoint, tatoeba_encoder),
         condition_targets=_condition_targets(c, conditions, targets, endpoint, tatoeba_encoder),
+        epochs=_epochs(c, train_keys),
     )
+
+
+def _intermediate_steps(c: _Checker) -> dict[str, int]:
+    raw = c.get("intermediate_steps")
+    if not isinstance(raw, Mapping):
+        return {"default": c.pos_int("intermediate_steps", raw)}
+    for key, steps in raw.items():
+        c.choice("intermediate_steps key", key, ("default", *INTERMEDIATE_TASKS, MULTITASK))
+        c.pos_int(f"intermediate_steps[{key!r}]", steps)
+    if "default" not in raw and set(raw) != {*INTERMEDIATE_TASKS, MULTITASK}:
+        c.fail("intermediate_steps", dict(raw), "expected a 'default' entry or one per task")
+    return dict(raw)
+
+
+def _batch_tokens(c: _Checker, keys: Sequence[str]) -> dict[str, int]:
+    raw = c.mapping("batch_tokens", c.get("batch_tokens"))
+    for key, tokens in raw.items():
+        c.choice("batch_tokens key", key, keys)
+        c.pos_int(f"batch_tokens[{key!r}]", tokens)
+    if "default" not in raw:
+        c.fail("batch_tokens", dict(raw), "expected a 'default' entry")
+    return dict(raw)
+
+
+def _epochs(c: _Checker, keys: Sequence[str]) -> dict[str, float]:
+    raw = c.mapping("epochs", c.get("epochs", {}))
+    for key, value in raw.items():
+        c.choice("epochs key", key, ("intermediate", *keys))
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            c.fail(f"epochs[{key!r}]", value, "expected a number of epochs > 0")
+    return {k: float(v) for k, v in raw.items()}
 
 
 def _condition_targets(c: _Checker, conditions: Sequence[str], targets: Sequence[str],
@@ -439,7 +552,7 @@ def _condition_targets(c: _Checker, conditions: Sequence[str], targets: Sequence
             c.fail(field, [], "expected at least one target")
         for t in chosen:
             c.choice(field, t, targets)
-        if "tatoeba" in chosen and tatoeba_encoder == "squad_v1" and "xquad" not in chosen:
+        if "tatoeba" in chosen and tatoeba_encoder == "xtreme_r" and "xquad" not in chosen:
             c.fail(field, list(chosen), "Tatoeba embeds with the XQuAD cell's encoder: add "
                    "'xquad'")
         out[cond] = chosen
@@ -466,7 +579,7 @@ def _replicate_only(c: _Checker, conditions: Sequence[str], targets: Sequence[st
         c.choice("replicate_only['targets']", t, targets)
     if not chosen:
         c.fail("replicate_only['targets']", [], "expected at least one target")
-    if "tatoeba" in chosen and tatoeba_encoder == "squad_v1" and "xquad" not in chosen:
+    if "tatoeba" in chosen and tatoeba_encoder == "xtreme_r" and "xquad" not in chosen:
         c.fail("replicate_only['targets']", list(chosen), "Tatoeba embeds with the XQuAD "
                "cell's encoder: add 'xquad'")
     return ReplicateOnly(conds, chosen)

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from study import grid
 from study.experiment import REPO_ROOT, Experiment
 
 CODE_VERSION = 2  # 2: shuffled reads key epoch e by (seed, e) (a saved counter)
@@ -131,14 +132,14 @@ def environment() -> dict[str, str]:
 def _train_bindings(exp: Experiment, cell: Any) -> dict[str, Any]:
     """The macros study.cell.train_cell binds for this cell, less its model directory (where a
     cell lives does not change what it computes)."""
-    key = cell.target if cell.kind != "intermediate" else cell.condition.split(".")[-1]
-    lengths = exp.train_length("xcopa_siqa" if cell.kind == "stage" else key)
+    key = grid.phase_key(cell)
+    lengths = exp.train_length(key)
     start = (f"checkpoint of cell {cell.init_from}" if cell.init_from is not None
              else exp.size(cell.size).initial_checkpoint)
     opt_state = (exp.optimizer_state_between_phases if cell.init_from is not None
                  else exp.optimizer_state_from_pretrained)
     return {"MIXTURE_OR_TASK_NAME": cell.train_task, "TRAIN_STEPS": cell.train_steps,
-            "TASK_FEATURE_LENGTHS": lengths.as_dict(), "BATCH_SIZE": exp.batch_size,
+            "TASK_FEATURE_LENGTHS": lengths.as_dict(), "BATCH_SIZE": exp.batch_size(key),
             "INITIAL_CHECKPOINT_PATH": start, "INIT_OPTIMIZER_STATE": opt_state,
             "SEED": cell.seed, "SAVE_EVERY": exp.save_every,
             "KEEP_CHECKPOINTS": exp.keep_checkpoints}
@@ -171,7 +172,7 @@ def cell_settings(exp: Experiment, cell: Any) -> dict[str, Any]:
     if cell.kind in ("retrieval", "embedding"):
         out["retrieval_pooling"] = exp.retrieval_pooling
     if cell.kind == "embedding":
-        out["retrieval_layer"] = exp.retrieval_layer
+        out["retrieval_layer"] = exp.retrieval_layer_for(cell.size)
     return {k: _plain(v) for k, v in out.items()}
 
 

@@ -3,8 +3,9 @@
 Per size and seed: one intermediate cell per intermediate condition (trained once, fanned out
 to every target); per condition and target: the target's training phase(s) and its zero-shot
 evaluation. XCOPA's official recipe adds a SIQA stage before COPA; Tatoeba has no training and
-embeds with the XQuAD cell's (SQuAD v1.1-trained) encoder or the condition's own encoder;
-Mewsli-X and LAReQA train dual encoders.
+embeds with the XQuAD cell's (SQuAD v1.1-trained) encoder (XTREME-R's variant) and/or the
+condition's own encoder (X-STILTs' variant; recipe 'raw', cell `.../tatoeba_x_stilts` when both
+run); Mewsli-X and LAReQA train dual encoders.
 
 Every cell runs as `python -m study run-cell EXPERIMENT --cell ID --study_dir DIR` and owns
 `model_dir` = `<study_dir>/models/<cell id>`. Executors (local processes here, gcloud or
@@ -39,12 +40,19 @@ class Cell:
                                  # size's initial checkpoint)
     steps: int                   # steps of this cell's phase (0: no training)
     start_step: int              # absolute step it starts from
-    recipe: str = "official"     # 'official' | 'raw' (XCOPA without SIQA, Tatoeba pretrained)
+    recipe: str = "official"     # 'official' | 'raw' (XCOPA without SIQA, Tatoeba X-STILTs)
 
     @property
     def train_steps(self) -> int:
         """Absolute TRAIN_STEPS, t5x style."""
         return self.start_step + self.steps
+
+
+def phase_key(cell: Cell) -> str:
+    """The `train_lengths` / `batch_tokens` / `epochs` key of a training cell's phase."""
+    if cell.kind == "stage":
+        return "xcopa_siqa"
+    return condition_short(cell.condition) if cell.kind == "intermediate" else str(cell.target)
 
 
 def train_task_name(target: str) -> str:
@@ -88,7 +96,8 @@ def build(exp: Experiment, study_dir: str) -> list[Cell]:
                     starts[cond] = (None, exp.pretrained_step)
                     continue
                 inter = add(f"{prefix}/{short}", "intermediate", size.name, seed, cond, None,
-                            (), cond, None, exp.intermediate_steps, exp.pretrained_step)
+                            (), cond, None, exp.intermediate_steps_for(cond),
+                            exp.pretrained_step)
                 starts[cond] = (inter.cell_id, inter.train_steps)
             for cond in conditions:
                 short = condition_short(cond)
@@ -118,13 +127,15 @@ def build(exp: Experiment, study_dir: str) -> list[Cell]:
                                               base_deps, train_task_name(target), base_id,
                                               exp.target_steps[target], base_step)
                 if "tatoeba" in cond_targets:
-                    if exp.tatoeba_encoder == "squad_v1":
+                    cid = f"{prefix}/{short}/tatoeba"
+                    if "xtreme_r" in exp.tatoeba_encoders:
                         enc = trained["xquad"]
-                        add(f"{prefix}/{short}/tatoeba", "embedding", size.name, seed, cond,
-                            "tatoeba", (enc.cell_id,), None, enc.cell_id, 0, enc.train_steps)
-                    else:
-                        add(f"{prefix}/{short}/tatoeba", "embedding", size.name, seed, cond,
-                            "tatoeba", base_deps, None, base_id, 0, base_step, "raw")
+                        add(cid, "embedding", size.name, seed, cond, "tatoeba",
+                            (enc.cell_id,), None, enc.cell_id, 0, enc.train_steps)
+                        cid += "_x_stilts"
+                    if "x_stilts" in exp.tatoeba_encoders:
+                        add(cid, "embedding", size.name, seed, cond, "tatoeba", base_deps,
+                            None, base_id, 0, base_step, "raw")
     check_order(cells)
     return cells
 

@@ -8,6 +8,7 @@ The report carries no timestamp, so a re-run over the same database gives identi
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 from collections import Counter
@@ -16,6 +17,7 @@ from study import analysis as an
 from study import baselines, plots
 from study.analysis import BEST, CATEGORIES, OVERALL, Analysis, Missing
 from study.db import ResultsDB
+from study.experiment import SPLIT_RULES
 from study.variance import ONE_SEED, Est
 
 REPORT_FILE = "report.md"
@@ -121,7 +123,8 @@ def render(result: Analysis, cells, db_path, schema, share_fits, mc4, figures,
             "across languages), t with R - 1 degrees of freedom for R seeds; their calibration "
             "is shown by simulation in docs/analysis.md. With one seed there is no interval.",
             "Recipes: " + ", ".join(f"{t} {result.recipes[t]}" for t in result.targets)
-            + " (raw: XCOPA trained on COPA only / Tatoeba with the pretrained encoder).", ""]
+            + " (raw: XCOPA trained on COPA only / Tatoeba embedded with each condition's own "
+            "encoder, X-STILTs' variant).", ""]
     out += _design(cells)
     one_seed = [v.why == ONE_SEED for v in result.gains.values() if isinstance(v, Est)]
     if one_seed and all(one_seed):
@@ -140,6 +143,7 @@ def render(result: Analysis, cells, db_path, schema, share_fits, mc4, figures,
     out += _language_section(result, share_fits, mc4, figures)
     if raw is not None:
         out += _raw_section(raw)
+    out += _splits_section(result, cells)
     out += _cells_section(result, cells)
     if result.notes:
         out += ["## Notes", ""] + [f"- {n}" for n in sorted(set(result.notes))] + [""]
@@ -317,10 +321,31 @@ def _language_section(result: Analysis, share_fits, mc4, figures) -> list[str]:
     return out
 
 
+def _splits_section(result: Analysis, cells) -> list[str]:
+    """Per target: the selection rule and reported set (docs/protocol.md section 4), with
+    what the cells recorded (a split used for selection is never reported)."""
+    out = ["## Splits and selection", "",
+           "Checkpoints are selected on English dev only; the reported sets are never used for "
+           "selection. Recorded: the cells' selection protocols and evaluated splits.", ""]
+    body = []
+    for target in result.targets:
+        done = [c for c in cells if c.target == target and c.status == "done"]
+        protocols = sorted({c.selection_protocol for c in done if c.selection_protocol})
+        splits = sorted({json.loads(c.settings).get("eval.split", "?") for c in done
+                         if c.settings})
+        rule = SPLIT_RULES.get(target, ("?", "?"))
+        body.append([target, rule[0], rule[1], ", ".join(splits) or "-",
+                     ", ".join(protocols) or "-"])
+    return out + [_table(["target", "selected on", "reported", "evaluated split (cells)",
+                          "selection (cells)"], body), ""]
+
+
 def _raw_section(raw: Analysis) -> list[str]:
     out = ["## Raw recipe variants", "",
            "The same gains for the targets also run under the raw recipe (XCOPA on COPA only; "
-           "Tatoeba with the pretrained encoder), which the tables above do not use.", ""]
+           "Tatoeba embedded with each condition's own encoder without target training, "
+           "X-STILTs' variant: for the baseline, the pretrained model), which the tables above "
+           "do not use.", ""]
     targets = raw.both_recipes
     body = [[size, cond if cond != BEST else "**best task per target**"]
             + [fmt(raw.gains[(size, cond, t)], raw.level) for t in targets]

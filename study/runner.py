@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from study import executors, fingerprint, grid, status
+from study import budget, executors, fingerprint, grid, status
 from study.executors import Executor, Outcome
 from study.experiment import Experiment
 
@@ -149,7 +149,9 @@ def run(exp: Experiment, study_dir: str, executor: Executor | Sequence[Executor]
     threads = ThreadPoolExecutor(len(pool)) if len(pool) > 1 else None
     try:
         cells = grid.build(exp, study_dir)
-        check_primary_endpoint(exp, db)  # both checks before anything is written or deleted
+        check_primary_endpoint(exp, db)  # the checks before anything is written or deleted
+        budget.check(exp, study_dir, progress=lambda line: print(f"budget {line}",
+                                                                  file=sys.stderr))
         check_recipe(exp, cells, db, rerun_changed=rerun_changed)
         materialize(exp, cells, db)
         progress = progress or Progress(len(cells))

@@ -272,12 +272,10 @@ def cells_for(exp: Any) -> tuple[list[TrainCell], dict[str, Any]]:
     for c in grid.build(exp, "/tmp/xitt-cost-study"):
         if not c.steps:
             continue
-        key = c.target if c.kind != "intermediate" else experiment.condition_short(c.condition)
-        if c.kind == "stage":
-            key = "xcopa_siqa"
+        key = grid.phase_key(c)
         lengths = exp.train_length(key)
         cells.append(TrainCell(c.cell_id, c.kind, c.size, c.steps, lengths.inputs,
-                               lengths.targets, exp.batch_size,
+                               lengths.targets, exp.batch_size(key),
                                dual_encoder=c.kind == "retrieval"))
     return cells, configs
 

@@ -69,6 +69,8 @@ class TfdsSpec:
     splits: Mapping[str, str]
     adapt: Adapter
     keep: Callable[[Mapping[str, tf.Tensor]], tf.Tensor] | None = None
+    # split -> another builder it is read from (XNLI's English dev as MNLI's selection set)
+    per_split: Mapping[str, TfdsSpec] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if ":" not in self.name:
@@ -159,15 +161,16 @@ class XittSource(seqio.DataSource):
         assert self.tfds is not None
         if split not in self.tfds.splits:
             raise ValueError(f"unknown split {split!r}; this source has {list(self.tfds.splits)}")
-        source = seqio.TfdsDataSource(self.tfds.name, splits=dict(self.tfds.splits),
+        spec = self.tfds.per_split.get(split, self.tfds)
+        source = seqio.TfdsDataSource(spec.name, splits={split: spec.splits[split]},
                                       read_only=True)
         ds = source.get_dataset(split, shuffle=shuffle, seed=seed)
-        if self.tfds.keep is not None:
-            ds = ds.filter(self.tfds.keep)
+        if spec.keep is not None:
+            ds = ds.filter(spec.keep)
         schema = formats.SCHEMAS[self.family]
 
         def adapt(ex: Mapping[str, Any]) -> dict[str, tf.Tensor]:
-            out = self.tfds.adapt(ex)
+            out = spec.adapt(ex)
             return {k: tf.ensure_shape(tf.cast(out[k], spec.dtype), spec.shape)
                     for k, spec in schema.items()}
 

@@ -53,17 +53,21 @@ def _copa_tfds(ex: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
 
 
 def register() -> None:
-    # XNLI: English training data is MNLI (XTREME's xnli/train-en.tsv).
+    # XNLI: English training data is MNLI (XTREME's xnli/train-en.tsv); checkpoints are
+    # selected on XNLI's English dev set from either source (protocol.md section 4).
+    xnli_dev_en = TfdsSpec("xnli:1.1.0", {"validation": "validation"}, _xnli_tfds("en"))
     mnli = XittSource("nli", {"train": "xnli/train-en.tsv", "validation": "xnli/dev-en.tsv"},
                       read_xnli,
-                      TfdsSpec("multi_nli:1.1.0",
-                               {"train": "train", "validation": "validation_matched"},
-                               _xnli_mnli_tfds))
+                      TfdsSpec("multi_nli:1.1.0", {"train": "train", "validation": "validation"},
+                               _xnli_mnli_tfds, per_split={"validation": xnli_dev_en}))
     add_task("xitt.xnli.train.en", mnli, "nli", metric_fns=[classification.accuracy])
     for lang in languages.XNLI:
-        # XTREME strips the test labels, so local scoring uses the dev sets (`validation`).
-        src = XittSource("nli", {"validation": f"xnli/dev-{lang}.tsv"}, read_xnli,
-                         TfdsSpec("xnli:1.1.0", {"validation": "validation"}, _xnli_tfds(lang)))
+        # test: XNLI 1.0's labelled test set (XTREME's download strips the labels; prepare
+        # writes them), what XTREME-R reports
+        src = XittSource("nli", {"validation": f"xnli/dev-{lang}.tsv",
+                                 "test": f"xnli/test-{lang}.tsv"}, read_xnli,
+                         TfdsSpec("xnli:1.1.0", {"validation": "validation", "test": "test"},
+                                  _xnli_tfds(lang)))
         add_task(f"xitt.xnli.{lang}", src, "nli", metric_fns=[classification.accuracy])
     register_target_mixtures("xnli", ["xitt.xnli.train.en"])
 

@@ -43,8 +43,8 @@ def _tags_tfds(builder: str, tag_key: str) -> Any:
 
 
 def _splits(kind: str, lang: str, with_train: bool) -> dict[str, str]:
-    # XTREME strips test labels: evaluation uses the dev sets (`validation`).
-    files = {"validation": f"{kind}/dev-{lang}.tsv"}
+    # test: labelled test sets (XTREME's download strips the tags: data/README.md)
+    files = {"validation": f"{kind}/dev-{lang}.tsv", "test": f"{kind}/test-{lang}.tsv"}
     return {"train": f"{kind}/train-{lang}.tsv", **files} if with_train else files
 
 
@@ -52,7 +52,7 @@ def _pos_source(lang: str, with_train: bool) -> XittSource:
     tfds_spec = None
     if lang in TFDS_POS_LANGUAGES:
         name = f"xtreme_pos/xtreme_pos_{lang}"
-        split_map = {"train": "train", "validation": "dev"}
+        split_map = {"train": "train", "validation": "dev", "test": "test"}
         if not with_train:
             split_map.pop("train")
         tfds_spec = TfdsSpec(f"{name}:1.0.0", split_map, _tags_tfds(name, "upos"))
@@ -61,7 +61,7 @@ def _pos_source(lang: str, with_train: bool) -> XittSource:
 
 def _ner_source(lang: str, with_train: bool) -> XittSource:
     name = f"wikiann/{lang}"
-    split_map = {"train": "train", "validation": "validation"}
+    split_map = {"train": "train", "validation": "validation", "test": "test"}
     if not with_train:
         split_map.pop("train")
     return XittSource("tags", _splits("panx", lang, with_train), tagged_reader(lang),

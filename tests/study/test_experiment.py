@@ -30,7 +30,8 @@ def test_cpu_study_parses_typed():
 
     assert exp.languages["udpos"] == languages.UDPOS  # every language by default
     assert exp.train_length("xnli") == experiment.Lengths(128, 32)
-    assert exp.split_for("xquad") == "test" and exp.split_for("xnli") == "validation"
+    assert exp.split_for("xquad") == "test" and exp.split_for("xnli") == "test"
+    assert exp.split_for("tydiqa") == "validation"  # GoldP dev: its one reported set
     assert len(exp.sha256) == 64
     with pytest.raises(dataclasses_frozen()):
         exp.name = "x"  # frozen
@@ -50,7 +51,15 @@ def test_the_real_study_is_one_experiment_of_every_size(name):
     size = exp.size(name)
     assert size.initial_checkpoint.endswith(f"mt5_{name}/checkpoint_1000000")
     assert size.gin_files and size.gin_files[0].startswith(f"gin/tpu/mt5_{name}_")
-    assert len(exp.conditions) == 11 and exp.batch_size == 128
+    assert len(exp.conditions) == 16 and exp.batch_size("xquad") == 128
+    # the mT5 script's tokens per step: XNLI 2^20 at 1024/128, NER 2^16 at 1024/1024
+    assert exp.batch_size("xnli") == 1024 and exp.batch_size("wikiann") == 64
+    assert exp.batch_size("mnli_mlm") == 128 and exp.batch_size("lareqa") == 16
+    assert exp.train_length("wikiann") == experiment.Lengths(1024, 1024)
+    assert exp.tatoeba_encoders == ("xtreme_r", "x_stilts") and exp.eval_split == "test"
+    assert exp.retrieval_layer_for("base") == 7 and exp.retrieval_layer_for(name) in (7, 14)
+    assert exp.intermediate_steps_for("xitt.inter.mnli_translate_train") == \
+        exp.intermediate_steps_for("xitt.inter.mnli")
     assert exp.train_length("xquad") == experiment.Lengths(1024, 512)
     assert exp.train_length("xnli") == experiment.Lengths(1024, 128)
     one = experiment.select_sizes(exp, name)
@@ -114,7 +123,7 @@ def test_real_study_needs_a_checkpoint(tmp_path):
 def test_unknown_field_is_a_gin_error_naming_the_file(tmp_path):
     path = _write(tmp_path, "experiment.study.seedz = [1]")
     with pytest.raises(experiment.ExperimentError,
-                       match="unknown field experiment.study.seedz; expected one of batch_size"):
+                       match="unknown field experiment.study.seedz; expected one of batch_tokens"):
         experiment.load(path)
 
 
@@ -126,7 +135,7 @@ def test_baseline_is_required(tmp_path):
 
 def test_tatoeba_squad_encoder_needs_xquad(tmp_path):
     path = _write(tmp_path, "experiment.study.targets = ['xnli', 'tatoeba']")
-    with pytest.raises(experiment.ExperimentError, match="tatoeba_encoder"):
+    with pytest.raises(experiment.ExperimentError, match="tatoeba_encoders"):
         experiment.load(path)
 
 

@@ -36,14 +36,16 @@ def test_intermediate_trained_once_per_size_and_seed_and_fanned_out():
     assert set(counts.values()) == {1}
     users = collections.Counter(d for c in cells for d in c.deps)
     # each intermediate model feeds every target of its condition (XCOPA via its SIQA stage,
-    # Tatoeba via the XQuAD cell): the first seed's 9 direct users (8 targets + the SIQA stage)
+    # Tatoeba's XTREME-R variant via the XQuAD cell, its X-STILTs variant directly): the first
+    # seed's 10 direct users (8 targets + the SIQA stage + Tatoeba X-STILTs)
+    assert exp.tatoeba_encoders == ("xtreme_r", "x_stilts")
     for c in inter:
         targets = exp.targets_of(c.condition, exp.targets_for(c.seed))
-        assert users[c.cell_id] == len(targets) - ("tatoeba" in targets)
-        assert users[c.cell_id] == len(exp.targets) - 1 or c.seed != exp.seeds[0] or \
+        assert users[c.cell_id] == len(targets)
+        assert users[c.cell_id] == len(exp.targets) or c.seed != exp.seeds[0] or \
             c.condition in exp.condition_targets
         assert c.train_task == c.condition and c.start_step == exp.pretrained_step
-        assert c.train_steps == exp.pretrained_step + exp.intermediate_steps
+        assert c.train_steps == exp.pretrained_step + exp.intermediate_steps_for(c.condition)
 
 
 def test_recipes_and_absolute_steps():
@@ -53,11 +55,15 @@ def test_recipes_and_absolute_steps():
     siqa = by["tiny/s0/mnli/xcopa_siqa"]
     assert copa.deps == (siqa.cell_id,) and siqa.deps == ("tiny/s0/mnli",)
     assert siqa.train_task == "xitt.xcopa.train.siqa" and copa.train_task == "xitt.xcopa.train.copa"
-    assert copa.start_step == exp.intermediate_steps + exp.xcopa_siqa_steps
+    assert copa.start_step == exp.intermediate_steps_for("xitt.inter.mnli") + \
+        exp.xcopa_siqa_steps
     assert copa.train_steps == copa.start_step + exp.target_steps["xcopa"]
     tat = by["tiny2/s0/baseline/tatoeba"]
     assert tat.kind == "embedding" and tat.deps == ("tiny2/s0/baseline/xquad",)
-    assert tat.steps == 0 and tat.train_task is None
+    assert tat.steps == 0 and tat.train_task is None and tat.recipe == "official"
+    x_stilts = by["tiny2/s0/mnli/tatoeba_x_stilts"]  # the intermediate-trained encoder itself
+    assert x_stilts.deps == ("tiny2/s0/mnli",) and x_stilts.init_from == "tiny2/s0/mnli"
+    assert x_stilts.recipe == "raw" and x_stilts.target == "tatoeba" and x_stilts.steps == 0
     assert by["tiny/s0/baseline/xnli"].deps == ()
     assert by["tiny/s0/baseline/xnli"].init_from is None
     assert by["tiny/s0/mnli/mewslix"].kind == "retrieval"
@@ -72,6 +78,7 @@ def test_grid_size_of_the_toy_study():
         for cond in conditions:
             targets = exp.targets_of(cond, exp.targets_for(seed))
             n += (cond != "baseline") + len(targets) + ("xcopa" in targets)  # + SIQA stage
+            n += "tatoeba" in targets  # + Tatoeba's X-STILTs variant
     assert len(cells) == len(exp.sizes) * n
 
 
@@ -110,7 +117,7 @@ def test_replicate_only_is_checked(tmp_path, replicate, expected):
 def test_raw_recipes(tmp_path):
     path = tmp_path / "raw.gin"
     path.write_text(f"include '{CPU}'\nexperiment.study.xcopa_recipe = 'copa'\n"
-                    "experiment.study.tatoeba_encoder = 'pretrained'\n")
+                    "experiment.study.tatoeba_encoders = ['x_stilts']\n")
     exp = experiment.load(str(path))
     by = grid.by_id(grid.build(exp, "/tmp/s"))
     assert "tiny/s0/mnli/xcopa_siqa" not in by
@@ -141,7 +148,8 @@ def test_a_condition_restricted_to_some_targets_gets_cells_for_those_only(tmp_pa
                     "'tatoeba']}\n")
     cells = grid.build(experiment.load(str(path)), str(tmp_path / "study"))
     mnli = sorted(c.cell_id for c in cells if c.size == "tiny" and c.condition == "xitt.inter.mnli")
-    assert mnli == ["tiny/s0/mnli", "tiny/s0/mnli/tatoeba", "tiny/s0/mnli/xnli",
+    assert mnli == ["tiny/s0/mnli", "tiny/s0/mnli/tatoeba", "tiny/s0/mnli/tatoeba_x_stilts",
+                    "tiny/s0/mnli/xnli",
                     "tiny/s0/mnli/xquad"]
     multitask = {c.target for c in cells if c.cell_id.startswith("tiny/s0/multitask/")}
     assert multitask == set(experiment.TARGETS)  # unrestricted conditions: every target

@@ -21,7 +21,8 @@ SMALL = [Path(CPU).read_text(), ONE_SEED,
          "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']",
          "experiment.study.primary_endpoint = "
          "{'condition': 'xitt.inter.qqp', 'measure': 'overall_gain'}",
-         "experiment.study.targets = ['xnli', 'xcopa', 'xquad', 'tatoeba']"]
+         "experiment.study.targets = ['xnli', 'xcopa', 'xquad', 'tatoeba']",
+         "experiment.study.tatoeba_encoders = ['xtreme_r']"]
 
 
 def _exp_file(tmp_path, name, *extra):

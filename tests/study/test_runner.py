@@ -176,7 +176,7 @@ def test_retrieval_layer_applies_to_tatoeba_not_to_dual_encoders(tmp_path):
                     "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}\n"
                     "experiment.study.conditions = ['baseline']\n"
                     "experiment.study.targets = ['mewslix', 'tatoeba']\n"
-                    "experiment.study.tatoeba_encoder = 'pretrained'\n"
+                    "experiment.study.tatoeba_encoders = ['x_stilts']\n"
                     "experiment.study.retrieval_layer = 1\n")
     exp_ = experiment.load(str(path))
     cells = {c.kind: c for c in grid.build(exp_, str(tmp_path))}

@@ -219,4 +219,6 @@ def test_dry_run_of_some_sizes_of_the_real_study_lists_only_their_cells(capsys):
     out = capsys.readouterr().out.splitlines()
     cells = [re.search(r"--cell (\S+)", line).group(1) for line in out if "nohup " in line]
     sizes = {cell.split("/")[0] for cell in cells}
-    assert sizes == {"xl", "xxl"} and len(cells) == len(set(cells)) == 2 * 393  # of 1,572
+    # per size and seed: 15 intermediate cells + 16 conditions x (9 targets, the SIQA stage,
+    # Tatoeba twice) = 207; x 3 seeds = 621 per size, of 2,484
+    assert sizes == {"xl", "xxl"} and len(cells) == len(set(cells)) == 2 * 621

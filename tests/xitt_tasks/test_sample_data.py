@@ -16,11 +16,11 @@ def expected_files() -> dict[str, str]:
     """The data-root layout of xitt_tasks/data/README.md: relative path -> kind of file."""
     f: dict[str, str] = {"xnli/train-en.tsv": "nli3"}
     for lang in L.XNLI:
-        f[f"xnli/dev-{lang}.tsv"], f[f"xnli/test-{lang}.tsv"] = "nli3", "nli2"
+        f[f"xnli/dev-{lang}.tsv"], f[f"xnli/test-{lang}.tsv"] = "nli3", "nli3"
     for task, langs in (("udpos", L.UDPOS), ("panx", L.WIKIANN)):
         f[f"{task}/train-en.tsv"] = "tags"
         for lang in langs:
-            f[f"{task}/dev-{lang}.tsv"], f[f"{task}/test-{lang}.tsv"] = "tags", "tokens"
+            f[f"{task}/dev-{lang}.tsv"], f[f"{task}/test-{lang}.tsv"] = "tags", "tags"
     for lang in L.TATOEBA:
         f[f"tatoeba/{lang}-en.{lang}"] = "tatoeba"
     for name in ("train-v1.1", "dev-v1.1", "train-v2.0", "dev-v2.0"):

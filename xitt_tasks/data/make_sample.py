@@ -173,8 +173,9 @@ def _nli(s: Sample) -> None:
         for split, n in (("dev", N_DEV), ("test", N_TEST)):
             rng = _rng(f"xnli/{split}-{lang}")
             rows = [nli_pair(LEXICONS[lang], rng) for _ in range(n)]
-            s.tsv(f"xnli/{split}-{lang}.tsv", [[s.t(a), s.t(b)] + ([c] if split == "dev" else [])
-                                               for a, b, c in rows])
+            # labelled test sets, as prepare writes them from XNLI 1.0 (XTREME's download
+            # strips them)
+            s.tsv(f"xnli/{split}-{lang}.tsv", [[s.t(a), s.t(b), c] for a, b, c in rows])
     # GLUE MNLI (header TSV, literal quotes), SNLI 1.0 and ANLI v1.0 JSONL.
     for split, n in (("train", N_TRAIN), ("dev_matched", 2 * N_DEV)):
         rng = _rng(f"glue/MNLI/{split}")
@@ -319,10 +320,9 @@ def _tagging(s: Sample) -> None:
     for task, langs, make, attr in (("udpos", L.UDPOS, pos, "pos"),
                                     ("panx", L.WIKIANN, ner_sentence, "ner")):
         for lang in langs:
-            for split, n in (("dev", N_DEV), ("test", N_TEST)):  # test labels stripped (XTREME)
+            for split, n in (("dev", N_DEV), ("test", N_TEST)):  # labelled, as the originals
                 name = f"{task}/{split}-{lang}"
-                s.conll(name + ".tsv", tagged(name, LEXICONS[lang], n, make, attr,
-                                              split == "dev"))
+                s.conll(name + ".tsv", tagged(name, LEXICONS[lang], n, make, attr, True))
     for split, n in (("train", N_TRAIN), ("dev", 2 * N_DEV)):
         s.conll(f"ccg/{split}.tsv", tagged(f"ccg/{split}", ENGLISH, n, pos, "ccg", True))
 

@@ -91,9 +91,10 @@ def _targets() -> list[Release]:
                                      "dev-labels.lst")),
                        "AllenAI Social IQa release (labels files, not XTREME's v1.4 copy)"))
     out.append(Release("xnli", f"{FB}/XNLI/XNLI-1.0.zip", tuple(
-        Output(f"xnli/dev-{lang}.tsv", "XNLI-1.0/xnli.dev.tsv",
+        Output(f"xnli/{split}-{lang}.tsv", f"XNLI-1.0/xnli.{split}.tsv",
                functools.partial(convert.xnli_language, lang))
-        for lang in languages.XNLI), "XNLI 1.0 (the tasks score on dev)"))
+        for split in ("dev", "test") for lang in languages.XNLI),
+        "XNLI 1.0 (labelled dev and test sets; XTREME's download strips the test labels)"))
     out.append(Release("mlqa", f"{FB}/MLQA/MLQA_V1.zip", tuple(
         Output(f"mlqa/MLQA_V1/{s}/{s}-context-{lang}-question-{lang}.json",
                f"MLQA_V1/{s}/{s}-context-{lang}-question-{lang}.json")
