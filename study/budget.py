@@ -4,7 +4,8 @@ X-STILTs trains each intermediate task for 3 epochs and XTREME-R states its targ
 epochs (docs/protocol.md); the trainer counts steps of packed sequences, t5x style. A phase's
 steps are ceil(epochs x packed sequences per epoch / sequences per step), where a packed epoch
 is counted on the data the study reads, tokenized with its vocabulary and packed at the phase's
-lengths as training packs it (a dual encoder's epoch is its pairs: it does not pack).
+lengths as training packs it (an unpacked phase's epoch is its examples: dual encoders' pairs,
+and the phases trained with XTREME-R's example batches, `batch_examples`).
 
     python -m study budget EXPERIMENT            # measure; exit 1 where the file disagrees
     python -m study budget EXPERIMENT --estimate 51   # from published counts, t tokens/example
@@ -21,8 +22,8 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 
-from study.experiment import (DUAL_ENCODER_TARGETS, INTER_PREFIX, INTERMEDIATE_TASKS, MULTITASK,
-                              Experiment, ExperimentError, alternative_base, condition_short)
+from study.experiment import (INTER_PREFIX, INTERMEDIATE_TASKS, MULTITASK, Experiment,
+                              ExperimentError, alternative_base, condition_short)
 
 BUDGET_FILE = "budget.json"
 
@@ -109,7 +110,7 @@ def measure(exp: Experiment, keys: Sequence[str] | None = None,
     keys = list(phases(exp) if keys is None else keys)
     for i, key in enumerate(keys):
         lengths = exp.train_length(key).as_dict()
-        pack = key not in DUAL_ENCODER_TARGETS
+        pack = exp.packed(key)
         counts = [count_epoch(t, lengths, pack) for t in train_tasks(key)]
         out[key] = (sum(c[0] for c in counts), sum(c[1] for c in counts))
         if progress is not None:
@@ -131,9 +132,8 @@ def estimate(exp: Experiment, tokens_per_example: float) -> dict[str, tuple[int,
         if any(s is None for s in sizes):
             continue
         n = sum(s.n for s in sizes)
-        packed = key not in DUAL_ENCODER_TARGETS
         out[key] = (n, math.ceil(n * tokens_per_example / exp.train_length(key).inputs)
-                    if packed else n)
+                    if exp.packed(key) else n)
     return out
 
 

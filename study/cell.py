@@ -168,7 +168,8 @@ def train_cell(exp: Experiment, cell: grid.Cell, cells: Mapping[str, grid.Cell]
             selection, eval_kw = "all_dev", {
                 "eval_split": "validation",
                 "eval_mixture_or_task_name": f"xitt.{cell.target}.all_langs"}
-    model, data_kw, model_kw = config, {}, {}  # (the run files' MODEL_CONFIG by default)
+    model, model_kw = config, {}  # (the run files' MODEL_CONFIG by default)
+    data_kw = {} if exp.packed(key) else {"pack": False}  # XTREME-R's example batches
     if cell.kind == "retrieval":  # Mewsli-X, LAReQA: a dual encoder, in-batch negatives
         model, data_kw = dual_encoder_model(exp, config), {"pack": False}
         model_kw = {"model": model}

@@ -14,7 +14,9 @@ whose published budget is in epochs also declares them (`epochs`); `python -m st
 converts them into packed steps on the data the study reads (study/budget.py).
 
 Batches are in tokens per phase (`batch_tokens`), as the mT5 fine-tuning script states them:
-sequences per step = tokens / the phase's longest length (Mesh TF's rule).
+sequences per step = tokens / the phase's longest length (Mesh TF's rule). A phase whose
+published batch is in examples (XTREME-R's) may train unpacked with that many examples per
+step instead (`batch_examples`).
 """
 from __future__ import annotations
 
@@ -170,6 +172,8 @@ class Experiment:
     # phase key ('intermediate', an intermediate task, 'xcopa_siqa', a target) -> the published
     # budget in epochs that its steps stand for (checked by `python -m study budget`)
     epochs: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    # phase key -> examples per step, trained unpacked (XTREME-R's batches, stated in examples)
+    batch_examples: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def size(self, name: str) -> Size:
         return next(s for s in self.sizes if s.name == name)
@@ -182,10 +186,16 @@ class Experiment:
     def batch_size(self, key: str) -> int:
         """Sequences (dual encoders: pairs) per step of phase `key`: its tokens per step over
         its longest length."""
+        if key in self.batch_examples:
+            return self.batch_examples[key]
         tokens = self.batch_tokens.get(key) or self.batch_tokens.get(
             alternative_base(key), self.batch_tokens["default"])
         lengths = self.train_length(key)
         return max(1, tokens // max(lengths.inputs, lengths.targets))
+
+    def packed(self, key: str) -> bool:
+        """Whether phase `key` trains on packed sequences (dual encoders never do)."""
+        return key not in self.batch_examples and key not in DUAL_ENCODER_TARGETS
 
     def intermediate_steps_for(self, condition: str) -> int:
         """Steps of an intermediate condition; an alternative trains as long as its task
@@ -487,6 +497,7 @@ def from_fields(fields: Mapping[str, Any], *, path: str = "<experiment>", sha256
                             for f in c.str_list("run_gin_files", c.get("run_gin_files"))),
         gin_bindings=bindings,
         batch_tokens=_batch_tokens(c, train_keys),
+        batch_examples=_batch_examples(c, train_keys),
         train_lengths=c.lengths("train_lengths", c.get("train_lengths"), train_keys),
         eval_lengths=c.lengths("eval_lengths", c.get("eval_lengths"), ("default", *TARGETS)),
         eval_batch_size=c.pos_int("eval_batch_size", c.get("eval_batch_size", 32)),
@@ -524,6 +535,14 @@ def _batch_tokens(c: _Checker, keys: Sequence[str]) -> dict[str, int]:
         c.pos_int(f"batch_tokens[{key!r}]", tokens)
     if "default" not in raw:
         c.fail("batch_tokens", dict(raw), "expected a 'default' entry")
+    return dict(raw)
+
+
+def _batch_examples(c: _Checker, keys: Sequence[str]) -> dict[str, int]:
+    raw = c.mapping("batch_examples", c.get("batch_examples", {}))
+    for key, examples in raw.items():
+        c.choice("batch_examples key", key, [k for k in keys if k != "default"])
+        c.pos_int(f"batch_examples[{key!r}]", examples)
     return dict(raw)
 
 

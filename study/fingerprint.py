@@ -139,6 +139,7 @@ def _train_bindings(exp: Experiment, cell: Any) -> dict[str, Any]:
     opt_state = (exp.optimizer_state_between_phases if cell.init_from is not None
                  else exp.optimizer_state_from_pretrained)
     return {"MIXTURE_OR_TASK_NAME": cell.train_task, "TRAIN_STEPS": cell.train_steps,
+            "cell.unpacked": not exp.packed(key),  # forced over the run files' packing
             "TASK_FEATURE_LENGTHS": lengths.as_dict(), "BATCH_SIZE": exp.batch_size(key),
             "INITIAL_CHECKPOINT_PATH": start, "INIT_OPTIMIZER_STATE": opt_state,
             "SEED": cell.seed, "SAVE_EVERY": exp.save_every,

@@ -45,10 +45,17 @@ def test_an_epoch_is_every_example_packed_once(tmp_path):
     assert row.file_steps == exp.intermediate_steps_for("xitt.inter.mnli") == 12
 
 
-def test_a_dual_encoder_epoch_is_its_pairs(tmp_path):
-    exp = _toy(tmp_path, "experiment.study.epochs = {'lareqa': 1}")
-    examples, sequences = budget.measure(exp, ["lareqa"])["lareqa"]
-    assert examples == sequences > 0
+def test_an_unpacked_epoch_is_its_examples(tmp_path):
+    exp = _toy(tmp_path, "experiment.study.epochs = {'lareqa': 1, 'udpos': 10}",
+               "experiment.study.batch_examples = {'udpos': 4}")
+    assert exp.batch_size("udpos") == 4 and not exp.packed("udpos") and exp.packed("xnli")
+    assert not exp.packed("lareqa")  # a dual encoder's pairs
+    counted = budget.measure(exp, ["lareqa", "udpos"])
+    for key in ("lareqa", "udpos"):
+        examples, sequences = counted[key]
+        assert examples == sequences > 0
+    udpos = next(r for r in budget.budgets(exp, counted) if r.key == "udpos")
+    assert udpos.steps == math.ceil(10 * counted["udpos"][0] / 4)
 
 
 def test_a_real_study_refuses_steps_that_are_not_its_epochs(tmp_path, monkeypatch):
@@ -89,6 +96,11 @@ def test_batch_in_tokens_by_mesh_tfs_rule_and_microbatches_that_keep_the_slice()
     exp = experiment.load(MT5, check_files=False)
     assert {k: exp.batch_size(k) for k in ("mnli", "xnli", "wikiann", "xquad", "lareqa")} == \
         {"mnli": 128, "xnli": 1024, "wikiann": 64, "xquad": 128, "lareqa": 16}
+    # XTREME-R's example batches, unpacked: its steps need no tokens-per-example estimate
+    assert {k: (exp.batch_size(k), exp.packed(k)) for k in ("xcopa", "xcopa_siqa", "udpos")} \
+        == {k: (32, False) for k in ("xcopa", "xcopa_siqa", "udpos")}
+    assert (exp.xcopa_siqa_steps, exp.target_steps["xcopa"]) == (math.ceil(5 * 33410 / 32),
+                                                                 math.ceil(5 * 400 / 32))
     assert scaled_microbatches(1, 128, 1024) == 8 and scaled_microbatches(2, 128, 1024) == 16
     assert scaled_microbatches(2, 128, 64) == 1 and scaled_microbatches(3, 128, 64) == 2
     assert scaled_microbatches(1, 8, 12) == 2 and scaled_microbatches(1, 128, 2) == 1
