@@ -261,7 +261,7 @@ def cells_from_experiment(path: str) -> tuple[list[TrainCell], dict[str, Any]]:
 
 def cells_for(exp: Any) -> tuple[list[TrainCell], dict[str, Any]]:
     """cells_from_experiment for a loaded (or derived) study.experiment.Experiment."""
-    from study import experiment, grid
+    from study import grid
     from train import gin_utils
 
     configs = {}

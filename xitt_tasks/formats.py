@@ -18,7 +18,6 @@ import seqio
 import tensorflow as tf
 
 from xitt_common.columns import SelfRepeatingTask
-
 from xitt_tasks.metrics import classification, qa_spans
 
 NLI_LABELS = ("entailment", "neutral", "contradiction")

@@ -123,8 +123,8 @@ def test_real_study_needs_a_checkpoint(tmp_path):
 def test_unknown_field_is_a_gin_error_naming_the_file(tmp_path):
     path = _write(tmp_path, "experiment.study.seedz = [1]")
     with pytest.raises(experiment.ExperimentError,
-                       match="unknown field experiment.study.seedz; expected one of batch_examples, "
-                             "batch_tokens"):
+                       match="unknown field experiment.study.seedz; expected one of "
+                             "batch_examples, batch_tokens"):
         experiment.load(path)
 
 
