@@ -89,13 +89,14 @@ def _has_split(name: str, split: str) -> bool:
 
 
 def _microbatches(exp: Experiment, cell: grid.Cell, batch_size: int) -> list[str]:
-    """NUM_MICROBATCHES for the cell's batch: the size's files configure BATCH_SIZE in
-    NUM_MICROBATCHES for one slice; a phase with more sequences (XNLI's 2^20 tokens) accumulates
-    proportionally more (`scaled_microbatches`). Nothing where the files define no such macro."""
+    """NUM_MICROBATCHES for the cell's batch: the size's files fit BATCH_SIZE sequences of
+    1024/512 tokens in NUM_MICROBATCHES on their slice; a phase with more tokens per step
+    (XNLI's 2^20) accumulates proportionally more (`scaled_microbatches`). Nothing where the
+    files define no such macro."""
     import gin
 
     from train import gin_utils
-    from train.settings import scaled_microbatches
+    from train.settings import CONFIG_TARGET_LENGTH, scaled_microbatches
 
     size = exp.size(cell.size)
     gin_utils.parse([size.model_gin, *exp.run_gin_files, *size.gin_files], exp.gin_bindings,
@@ -103,11 +104,15 @@ def _microbatches(exp: Experiment, cell: grid.Cell, batch_size: int) -> list[str
     try:
         base_micro = gin.query_parameter("%NUM_MICROBATCHES")
         base_batch = gin.query_parameter("%BATCH_SIZE")
+        base_inputs = gin.query_parameter("%TASK_FEATURE_LENGTHS")["inputs"]
     except ValueError:
         return []
     finally:
         gin.clear_config()
-    return [f"NUM_MICROBATCHES = {scaled_microbatches(base_micro, base_batch, batch_size)}"]
+    lengths = exp.train_length(grid.phase_key(cell))
+    micro = scaled_microbatches(base_micro, base_batch * (base_inputs + CONFIG_TARGET_LENGTH),
+                                batch_size, lengths.inputs + lengths.targets)
+    return [f"NUM_MICROBATCHES = {micro}"]
 
 
 def _gin_parse(exp: Experiment, cell: grid.Cell, bindings: list[str]) -> Any:

@@ -21,7 +21,7 @@ TPU_GIN_DIR = REPO_ROOT / "gin" / "tpu"
 # every shipped config), and target length, as the mT5 fine-tuning script's tasks
 # (docs/protocol.md): 2^17 tokens at 1024/128 (classification) and 1024/512 (QA, tagging),
 # XNLI's 2^20 at 1024/128, NER's 2^16 at 1024/1024. Mesh TF's rule: sequences per step = tokens
-# / the longest length; a phase with more sequences than the config accumulates
+# / the longest length; a phase with more tokens per step than the config is sized for accumulates
 # proportionally more microbatches (train.settings.scaled_microbatches).
 TRAIN_PHASES = {"train_cls": (1.0, 128), "train_xnli": (8.0, 128),
                 "train_qa": (1.0, 512), "train_ner": (0.5, 1024)}
@@ -64,11 +64,13 @@ class TpuConfig:
 
 def train_batch(cfg: TpuConfig, phase: str) -> tuple[int, int]:
     """(sequences per step, microbatches) of a training phase on `cfg`'s slice."""
-    from train.settings import scaled_microbatches
+    from train.settings import CONFIG_TARGET_LENGTH, scaled_microbatches
 
     ratio, targets = TRAIN_PHASES[phase]
     batch = int(ratio * cfg.batch_size * cfg.input_length) // max(cfg.input_length, targets)
-    return batch, scaled_microbatches(cfg.num_microbatches, cfg.batch_size, batch)
+    base_tokens = cfg.batch_size * (cfg.input_length + CONFIG_TARGET_LENGTH)
+    return batch, scaled_microbatches(cfg.num_microbatches, base_tokens, batch,
+                                      cfg.input_length + targets)
 
 
 def gin_files(path: str | Path) -> list[str]:

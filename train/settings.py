@@ -89,12 +89,19 @@ class ScheduleSettings:
         return float(lr(step)) if callable(lr) else float(lr)
 
 
-def scaled_microbatches(base_microbatches: int, base_batch_size: int, batch_size: int) -> int:
-    """Microbatches for a step of `batch_size` sequences on a slice whose config fits
-    `base_batch_size` in `base_microbatches`: enough that no microbatch is larger than the
-    configured one (XNLI's 2^20-token step, 8x the configured 2^17, accumulates 8x as many),
-    raised until they divide the batch."""
-    micro = max(1, -(-base_microbatches * batch_size // base_batch_size))
+# The target length the gin/tpu slice configs are sized for: their BATCH_SIZE fits, in their
+# NUM_MICROBATCHES, at 1024 inputs / 512 targets (QA), the longest of their base phases.
+CONFIG_TARGET_LENGTH = 512
+
+
+def scaled_microbatches(base_microbatches: int, base_tokens: int, batch_size: int,
+                        sequence_tokens: int) -> int:
+    """Microbatches for a step of `batch_size` sequences of `sequence_tokens` (inputs +
+    targets) on a slice whose config fits `base_tokens` per step in `base_microbatches`: enough
+    that no microbatch holds more tokens than the configured one (XNLI's 2^20-token step
+    accumulates 6-8x as many; NER's 1024-token targets may need more than QA's), raised until
+    they divide the batch."""
+    micro = max(1, -(-base_microbatches * batch_size * sequence_tokens // base_tokens))
     while batch_size % micro:
         micro += 1
     return micro

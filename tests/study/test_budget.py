@@ -101,9 +101,12 @@ def test_batch_in_tokens_by_mesh_tfs_rule_and_microbatches_that_keep_the_slice()
         == {k: (32, False) for k in ("xcopa", "xcopa_siqa", "udpos")}
     assert (exp.xcopa_siqa_steps, exp.target_steps["xcopa"]) == (math.ceil(5 * 33410 / 32),
                                                                  math.ceil(5 * 400 / 32))
-    assert scaled_microbatches(1, 128, 1024) == 8 and scaled_microbatches(2, 128, 1024) == 16
-    assert scaled_microbatches(2, 128, 64) == 1 and scaled_microbatches(3, 128, 64) == 2
-    assert scaled_microbatches(1, 8, 12) == 2 and scaled_microbatches(1, 128, 2) == 1
+    qa = 128 * (1024 + 512)  # what a slice config is sized for
+    assert scaled_microbatches(1, qa, 1024, 1024 + 128) == 8  # XNLI: 6, raised to divide 1024
+    assert scaled_microbatches(2, qa, 1024, 1024 + 128) == 16
+    assert scaled_microbatches(2, qa, 64, 2048) == 2  # NER: 64 x 2048 tokens in two
+    assert scaled_microbatches(1, qa, 128, 1024 + 128) == 1  # the configured batch itself
+    assert scaled_microbatches(1, 8 * 640, 12, 640) == 2 and scaled_microbatches(1, qa, 2, 9) == 1
     cells = grid.by_id(grid.build(exp, "/tmp/xitt-budget-test"))
     xnli = cells["base/s0/baseline/xnli"]
     assert cell_mod._microbatches(exp, xnli, exp.batch_size("xnli")) == ["NUM_MICROBATCHES = 8"]
