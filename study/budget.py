@@ -22,8 +22,15 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 
-from study.experiment import (INTER_PREFIX, INTERMEDIATE_TASKS, MULTITASK, Experiment,
-                              ExperimentError, alternative_base, condition_short)
+from study.experiment import (
+    INTER_PREFIX,
+    INTERMEDIATE_TASKS,
+    MULTITASK,
+    Experiment,
+    ExperimentError,
+    alternative_base,
+    condition_short,
+)
 
 BUDGET_FILE = "budget.json"
 
