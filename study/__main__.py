@@ -187,7 +187,7 @@ def _budget(args: argparse.Namespace) -> int:
     print(budget.table(rows))
     wrong = [r for r in rows if not r.agrees]
     if wrong:
-        print(f"set in {args.experiment}: {budget.fix_lines(wrong)}")
+        print(f"set in {args.experiment}:", *budget.fix_lines(exp, wrong), sep="\n  ")
     return 1 if wrong else 0
 
 

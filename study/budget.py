@@ -161,18 +161,21 @@ def table(rows: Sequence[PhaseBudget]) -> str:
     return "\n".join(lines)
 
 
-def fix_lines(rows: Sequence[PhaseBudget]) -> str:
-    """What to set in the experiment file for every phase that differs."""
-    inter = {r.key: r.steps for r in rows if not r.agrees and r.key in
-             (*INTERMEDIATE_TASKS, MULTITASK)}
-    parts = []
+def fix_lines(exp: Experiment, rows: Sequence[PhaseBudget]) -> list[str]:
+    """The gin lines to put in the experiment file for every phase that differs: whole
+    mappings (gin has no item assignment), the entries that agree kept."""
+    wrong = {r.key: r.steps for r in rows if not r.agrees}
+    inter = {k: v for k, v in wrong.items() if k in (*INTERMEDIATE_TASKS, MULTITASK)}
+    targets = {k: v for k, v in wrong.items() if k in exp.target_steps}
+    lines = []
     if inter:
-        parts.append(f"intermediate_steps[{', '.join(f'{k!r}: {v}' for k, v in inter.items())}]")
-    for r in rows:
-        if not r.agrees and r.key not in inter:
-            field = "xcopa_siqa_steps" if r.key == "xcopa_siqa" else f"target_steps[{r.key!r}]"
-            parts.append(f"{field} = {r.steps}")
-    return "; ".join(parts)
+        lines.append(f"experiment.study.intermediate_steps = "
+                     f"{ {**exp.intermediate_steps, **inter}!r}")
+    if "xcopa_siqa" in wrong:
+        lines.append(f"experiment.study.xcopa_siqa_steps = {wrong['xcopa_siqa']}")
+    if targets:
+        lines.append(f"experiment.study.target_steps = { {**exp.target_steps, **targets}!r}")
+    return lines
 
 
 def _data_key(exp: Experiment) -> dict[str, object]:
@@ -207,4 +210,5 @@ def check(exp: Experiment, study_dir: str, progress=None) -> None:
     if wrong:
         raise ExperimentError(
             f"{exp.path}: steps differ from the published epochs on this data "
-            f"(python -m study budget {exp.path} shows the table); set {fix_lines(wrong)}")
+            f"(python -m study budget {exp.path} shows the table); set "
+            + "; ".join(fix_lines(exp, wrong)))

@@ -1,6 +1,7 @@
 """Published epochs as packed steps (study/budget.py): counted on the data the study reads,
 checked against the experiment file before a real study spends anything, and the per-phase
 batch in tokens with the microbatches a bigger step needs."""
+import ast
 import dataclasses
 import json
 import math
@@ -42,7 +43,7 @@ def test_an_epoch_is_every_example_packed_once(tmp_path):
     row = budget.budgets(exp, counted)[0]
     assert row.batch == exp.batch_size("mnli") == 8
     assert row.steps == math.ceil(2 * sequences / 8)
-    assert row.file_steps == exp.intermediate_steps_for("xitt.inter.mnli") == 12
+    assert row.file_steps == exp.intermediate_steps_for("xitt.inter.mnli") == 8
 
 
 def test_an_unpacked_epoch_is_its_examples(tmp_path):
@@ -65,17 +66,18 @@ def test_a_real_study_refuses_steps_that_are_not_its_epochs(tmp_path, monkeypatc
 
     def fake_measure(e, keys=None, progress=None):
         calls.append(1)
-        return {"mnli": (100, 30), "multitask": (300, 61)}
+        return {"mnli": (100, 40), "multitask": (300, 61)}
 
     monkeypatch.setattr(budget, "measure", fake_measure)
     study_dir = str(tmp_path / "study")
     with pytest.raises(experiment.ExperimentError,
-                       match=r"set intermediate_steps\['mnli': 8, 'multitask': 16\]"):
+                       match=r"set experiment.study.intermediate_steps = "
+                             r"\{'default': 8, 'mnli': 10, 'multitask': 16\}$"):
         budget.check(exp, study_dir)
     saved = json.loads((tmp_path / "study" / budget.BUDGET_FILE).read_text())
-    assert saved["counts"] == {"mnli": [100, 30], "multitask": [300, 61]}
-    fixed = dataclasses.replace(exp, intermediate_steps={"mnli": 8, "multitask": 16,
-                                                         "default": 12})
+    assert saved["counts"] == {"mnli": [100, 40], "multitask": [300, 61]}
+    fixed = dataclasses.replace(exp, intermediate_steps={"mnli": 10, "multitask": 16,
+                                                         "default": 8})
     budget.check(fixed, study_dir)  # agrees; the counts are read back, not measured again
     assert len(calls) == 1
     budget.check(dataclasses.replace(fixed, toy=True, intermediate_steps={"default": 1}),
@@ -89,7 +91,14 @@ def test_the_real_studys_steps_are_its_estimate_and_the_cli_says_so(capsys):
     assert "mnli                3    392,702     19,559    128     459      459" in out
     assert "<- differs" not in out
     assert cli.main(["budget", MT5, "--estimate", "60"]) == 1
-    assert "set in gin/study/study_mt5.gin: intermediate_steps[" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "set in gin/study/study_mt5.gin:\n  experiment.study.intermediate_steps = {" in out
+    # the printed lines are gin: a file with them agrees with the measurement
+    exp = experiment.load(MT5, check_files=False)
+    fixed = dataclasses.replace(exp, intermediate_steps=ast.literal_eval(
+        out.split("experiment.study.intermediate_steps = ", 1)[1].splitlines()[0]))
+    assert not [r for r in budget.budgets(fixed, budget.estimate(fixed, 60))
+                if not r.agrees and r.key in fixed.intermediate_steps]
 
 
 def test_batch_in_tokens_by_mesh_tfs_rule_and_microbatches_that_keep_the_slice():

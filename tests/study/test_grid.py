@@ -51,22 +51,22 @@ def test_intermediate_trained_once_per_size_and_seed_and_fanned_out():
 def test_recipes_and_absolute_steps():
     exp, cells = _cells()
     by = grid.by_id(cells)
-    copa = by["tiny/s0/mnli/xcopa"]
-    siqa = by["tiny/s0/mnli/xcopa_siqa"]
-    assert copa.deps == (siqa.cell_id,) and siqa.deps == ("tiny/s0/mnli",)
+    copa = by["tiny/s0/multitask/xcopa"]
+    siqa = by["tiny/s0/multitask/xcopa_siqa"]
+    assert copa.deps == (siqa.cell_id,) and siqa.deps == ("tiny/s0/multitask",)
     assert siqa.train_task == "xitt.xcopa.train.siqa" and copa.train_task == "xitt.xcopa.train.copa"
-    assert copa.start_step == exp.intermediate_steps_for("xitt.inter.mnli") + \
+    assert copa.start_step == exp.intermediate_steps_for("xitt.inter.multitask") + \
         exp.xcopa_siqa_steps
     assert copa.train_steps == copa.start_step + exp.target_steps["xcopa"]
     tat = by["tiny2/s0/baseline/tatoeba"]
     assert tat.kind == "embedding" and tat.deps == ("tiny2/s0/baseline/xquad",)
     assert tat.steps == 0 and tat.train_task is None and tat.recipe == "official"
-    x_stilts = by["tiny2/s0/mnli/tatoeba_x_stilts"]  # the intermediate-trained encoder itself
-    assert x_stilts.deps == ("tiny2/s0/mnli",) and x_stilts.init_from == "tiny2/s0/mnli"
+    x_stilts = by["tiny2/s0/multitask/tatoeba_x_stilts"]  # the intermediate-trained encoder itself
+    assert x_stilts.deps == ("tiny2/s0/multitask",) and x_stilts.init_from == "tiny2/s0/multitask"
     assert x_stilts.recipe == "raw" and x_stilts.target == "tatoeba" and x_stilts.steps == 0
     assert by["tiny/s0/baseline/xnli"].deps == ()
     assert by["tiny/s0/baseline/xnli"].init_from is None
-    assert by["tiny/s0/mnli/mewslix"].kind == "retrieval"
+    assert by["tiny/s0/multitask/mewslix"].kind == "retrieval"
     assert by["tiny/s0/multitask/xnli"].train_task == "xitt.xnli.train.en"
 
 
@@ -120,18 +120,18 @@ def test_raw_recipes(tmp_path):
                     "experiment.study.tatoeba_encoders = ['x_stilts']\n")
     exp = experiment.load(str(path))
     by = grid.by_id(grid.build(exp, "/tmp/s"))
-    assert "tiny/s0/mnli/xcopa_siqa" not in by
-    assert by["tiny/s0/mnli/xcopa"].deps == ("tiny/s0/mnli",)
-    assert by["tiny/s0/mnli/xcopa"].recipe == "raw"
-    assert by["tiny/s0/mnli/tatoeba"].deps == ("tiny/s0/mnli",)
+    assert "tiny/s0/multitask/xcopa_siqa" not in by
+    assert by["tiny/s0/multitask/xcopa"].deps == ("tiny/s0/multitask",)
+    assert by["tiny/s0/multitask/xcopa"].recipe == "raw"
+    assert by["tiny/s0/multitask/tatoeba"].deps == ("tiny/s0/multitask",)
     assert by["tiny/s0/baseline/tatoeba"].deps == ()
 
 
 def test_dependents():
     exp, cells = _cells()
-    down = grid.dependents(cells, "tiny/s0/mnli")
-    assert "tiny/s0/mnli/xcopa" in down and "tiny/s0/mnli/tatoeba" in down
-    assert not any(c.startswith("tiny2/") or "/multitask/" in c or "/s1/" in c for c in down)
+    down = grid.dependents(cells, "tiny/s0/multitask")
+    assert "tiny/s0/multitask/xcopa" in down and "tiny/s0/multitask/tatoeba" in down
+    assert not any(c.startswith("tiny2/") or "/mnli/" in c or "/s1/" in c for c in down)
 
 
 def test_model_dirs_on_an_object_store_keep_their_url():
