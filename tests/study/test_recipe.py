@@ -19,6 +19,7 @@ from tests.study.test_runner import CPU, ONE_SEED, FakeExecutor, Quiet
 SMALL = [Path(CPU).read_text(), ONE_SEED,
          "experiment.study.sizes = {'tiny': 'gin/models/mt5_tiny.gin'}",
          "experiment.study.conditions = ['baseline', 'xitt.inter.qqp']",
+         "experiment.study.condition_targets = {}",
          "experiment.study.primary_endpoint = "
          "{'condition': 'xitt.inter.qqp', 'measure': 'overall_gain'}",
          "experiment.study.targets = ['xnli', 'xcopa', 'xquad', 'tatoeba']",
@@ -96,10 +97,12 @@ def test_rerun_changed_reruns_exactly_the_affected_cells_and_their_dependents(fi
     assert ran == ["tiny/s0/baseline/xnli", "tiny/s0/qqp/xnli"] and len(summary.done) == 11
     assert os.path.isdir(marker)  # untouched cells keep their model directories
     # the intermediate phase's steps: the qqp model and everything trained from it
-    inter = _exp_file(tmp_path, "inter", xnli_9, "experiment.study.intermediate_steps = 13")
+    before = exp.pretrained_step + exp.intermediate_steps_for("xitt.inter.qqp")
+    inter = _exp_file(tmp_path, "inter", xnli_9,
+                      f"experiment.study.intermediate_steps = {before - exp.pretrained_step + 1}")
     with pytest.raises(fingerprint.RecipeChanged) as refused:
         _run(inter, study_dir)
-    assert "TRAIN_STEPS: 12 -> 13 (1 cell)" in str(refused.value)
+    assert f"TRAIN_STEPS: {before} -> {before + 1} (1 cell)" in str(refused.value)
     assert "6 finished cell(s)" in str(refused.value)
     assert "1 more only through a changed dependency" in str(refused.value)  # Tatoeba
     ran, _ = _run(inter, study_dir, rerun_changed=True)
