@@ -97,9 +97,10 @@ def test_rerun_changed_reruns_exactly_the_affected_cells_and_their_dependents(fi
     assert ran == ["tiny/s0/baseline/xnli", "tiny/s0/qqp/xnli"] and len(summary.done) == 11
     assert os.path.isdir(marker)  # untouched cells keep their model directories
     # the intermediate phase's steps: the qqp model and everything trained from it
-    before = exp.pretrained_step + exp.intermediate_steps_for("xitt.inter.qqp")
+    steps = exp.intermediate_steps_for("xitt.inter.qqp")
+    before = exp.pretrained_step + steps  # absolute, as the fingerprint records it
     inter = _exp_file(tmp_path, "inter", xnli_9,
-                      f"experiment.study.intermediate_steps = {before - exp.pretrained_step + 1}")
+                      f"experiment.study.intermediate_steps = {steps + 1}")
     with pytest.raises(fingerprint.RecipeChanged) as refused:
         _run(inter, study_dir)
     assert f"TRAIN_STEPS: {before} -> {before + 1} (1 cell)" in str(refused.value)
